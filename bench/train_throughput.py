@@ -1,0 +1,92 @@
+"""Training throughput (images/s) of the real trainer: eager fp32 against the fast path, measured in the same run.
+
+    python bench/train_throughput.py --model shake_shake_26_2x64d --batch-size 128 --device cuda
+    python bench/train_throughput.py --model shake_shake_26_2x32d --batch-size 128 --device cpu --images 1024
+    python bench/train_throughput.py --model shake_shake_8_2x16d --shape digits --device cpu
+
+Random tensors of the dataset's shape stand in for the data (throughput does not depend on pixel values), so no download
+is needed. Each path trains `--epochs` epochs of `--images` images through `workers.train.train_trial`; the first epoch is
+warm-up (cudnn autotuning, torch.compile) and is left out of the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from workers.data import Augmentation, DeviceDataset  # noqa: E402
+from workers.train import TrialConfig, resolve_device, train_trial  # noqa: E402
+
+_SHAPES = {  # (channels, size, augmentation) as the real datasets have them
+    "cifar": (3, 32, Augmentation(flip=True, pad=4)),
+    "digits": (1, 8, Augmentation(flip=False, pad=0)),
+}
+
+
+def random_dataset(shape: str, images: int, device: torch.device) -> DeviceDataset:
+    channels, size, augmentation = _SHAPES[shape]
+    g = torch.Generator().manual_seed(0)
+    return DeviceDataset(
+        name=f"random-{shape}",
+        train_x=torch.randn(images, channels, size, size, generator=g).to(device),
+        train_y=torch.randint(0, 10, (images,), generator=g).to(device),
+        test_x=torch.randn(256, channels, size, size, generator=g).to(device),
+        test_y=torch.randint(0, 10, (256,), generator=g).to(device),
+        num_classes=10,
+        in_channels=channels,
+        image_size=size,
+        augmentation=augmentation,
+    )
+
+
+def measure(config: TrialConfig, data: DeviceDataset) -> float:
+    result = train_trial(config, dataset=data)
+    steady = [m.images_per_s for m in result.history[1:]] or [result.history[0].images_per_s]
+    return statistics.median(steady)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="shake_shake_26_2x32d")
+    parser.add_argument("--shape", choices=sorted(_SHAPES), default="cifar")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--images", type=int, default=None, help="images per epoch (default: 25600 GPU, 1024 CPU)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per path; the first is warm-up")
+    parser.add_argument("--no-compile", action="store_true", help="fast path without torch.compile")
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    images = args.images or (25_600 if device.type == "cuda" else 1024)
+    data = random_dataset(args.shape, images, device)
+    common = dict(model=args.model, dataset=data.name, variant="sgdw", lr=0.05, weight_decay=5e-4,
+                  epochs=args.epochs, batch_size=args.batch_size, device=str(device))
+    paths = {
+        "eager fp32": TrialConfig(**common),
+        "bf16 + channels_last": TrialConfig(**common, precision="bf16", channels_last=True),
+    }
+    if not args.no_compile:
+        paths["fast (bf16 + channels_last + compile)"] = TrialConfig.fast(**common)
+
+    rates = {name: measure(config, data) for name, config in paths.items()}
+    baseline = rates["eager fp32"]
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    table = Table(title=f"{args.model}, batch {args.batch_size}, {args.shape}-shaped, {name}, torch {torch.__version__}")
+    for column in ("path", "images/s", "× eager fp32", "100-epoch CIFAR-10 run"):
+        table.add_column(column, justify="right")
+    for path, rate in rates.items():
+        minutes = 100 * 50_000 / rate / 60
+        table.add_row(path, f"{rate:,.0f}", f"{rate / baseline:.2f}", f"{minutes:,.1f} min")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

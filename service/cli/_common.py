@@ -1,0 +1,30 @@
+"""Shared CLI plumbing: one console, and turning bad input into exit code 2 with the fix in the message."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+USAGE_ERROR = 2  # the conventional exit code for bad command-line input
+
+
+def fail_usage(message: str) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(USAGE_ERROR)
+
+
+def describe_validation_error(exc: ValidationError, *, option_names: dict[str, str] | None = None) -> str:
+    """One line per problem, naming the command-line option (or field) that has it."""
+    option_names = option_names or {}
+    lines = []
+    for problem in exc.errors():
+        path = ".".join(str(p) for p in problem["loc"]) or "input"
+        name = option_names.get(path, path)
+        lines.append(f"{name}: {problem['msg']}")
+    return "\n  ".join(lines)

@@ -1,0 +1,115 @@
+"""Run a landscape sweep on Ray (a preset, a YAML/JSON spec, or --resume NAME) and print a per-variant table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.live import Live
+from rich.table import Table
+
+from service.cli._common import console, err_console, fail_usage
+
+_STATE_COLUMNS = ("COMPLETE", "PRUNED", "RUNNING", "WAITING", "FAIL")
+
+
+def run(
+    spec_file: Annotated[Path | None, typer.Argument(help="Sweep spec (.yaml, .yml or .json).", show_default=False)] = None,
+    preset: Annotated[str | None, typer.Option(help="Run a built-in preset: quick (CPU, minutes) or fig2 (GPU).")] = None,
+    resume: Annotated[str | None, typer.Option(help="Continue the sweep of this name after a crash.")] = None,
+    name: Annotated[str | None, typer.Option(help="Override the sweep name (e.g. to run a preset twice).")] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default HPSCAPE_STORAGE).")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default HPSCAPE_RAY_ADDRESS; local).")] = None,
+    runs_dir: Annotated[Path | None, typer.Option(help="Checkpoints and Ray state (default HPSCAPE_RUNS_DIR).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Dataset directory (default HPSCAPE_DATA_DIR).")] = None,
+) -> None:
+    """Run a landscape sweep on Ray (a preset, a YAML/JSON spec, or --resume NAME) and print a per-variant table."""
+    from landscapes import format_validation_error, get_preset, load_spec
+    from service.settings import load_settings
+
+    settings = load_settings()
+    storage = storage or settings.storage
+    chosen = [x for x in (spec_file, preset, resume) if x is not None]
+    if len(chosen) != 1:
+        fail_usage("give exactly one of: a spec file, --preset NAME, or --resume NAME "
+                   "(e.g. `hpscape run --preset quick`)")
+    from workers.sweep import SweepInterrupted, recorded_spec, run_sweep
+
+    try:
+        if resume is not None:
+            spec = recorded_spec(storage, resume)
+        elif preset is not None:
+            spec = get_preset(preset, **({"name": name} if name else {}))
+        else:
+            spec = load_spec(spec_file)
+            if name:
+                spec = spec.model_copy(update={"name": name})
+    except ValidationError as exc:
+        fail_usage("the sweep spec is invalid:\n  " + format_validation_error(exc).replace("\n", "\n  "))
+    except (LookupError, ValueError, OSError) as exc:
+        fail_usage(str(exc))
+
+    _ensure_storage_dir(storage)
+    console.print(f"sweep [bold]{spec.name}[/]: {spec.total_trials()} trials over {', '.join(spec.variants)} "
+                  f"({spec.model} on {spec.dataset}, {spec.epochs} epochs); record: {storage}")
+    with Live(console=console, refresh_per_second=2, transient=True) as live:
+        def on_progress(snapshot: dict[str, Any]) -> None:
+            live.update(progress_table(snapshot))
+
+        try:
+            outcome = run_sweep(
+                spec, storage_url=storage, runs_dir=runs_dir or settings.runs_dir,
+                data_dir=data_dir or settings.data_dir, ray_address=ray_address or settings.ray_address,
+                resume=resume is not None, on_progress=on_progress,
+            )
+        except SweepInterrupted as exc:
+            live.stop()
+            fail_usage(str(exc))
+    console.print(progress_table({"summary": outcome.summary, "spec": spec, "final": True,
+                                  "elapsed_s": outcome.wall_s}))
+    failed = sum(v["counts"].get("FAIL", 0) for v in outcome.summary.values())
+    if failed:
+        err_console.print(f"[yellow]{failed} trial(s) failed; `hpscape run --resume {spec.name}` retries them[/]")
+
+
+def progress_table(snapshot: dict[str, Any]) -> Table:
+    """Cells done/total per variant, the best cell so far and an ETA, from a `sweep_summary` snapshot."""
+    spec, summary = snapshot["spec"], snapshot["summary"]
+    per_variant = spec.total_trials() // len(spec.variants)
+    done_all = sum(_done(v) for v in summary.values())
+    elapsed = snapshot.get("elapsed_s", 0.0)
+    title = f"{spec.name}: {done_all}/{spec.total_trials()} trials, {elapsed:,.0f} s"
+    remaining = spec.total_trials() - done_all
+    if not snapshot.get("final") and done_all and remaining > 0:
+        title += f", ETA {elapsed / done_all * remaining:,.0f} s"
+    table = Table(title=title)
+    table.add_column("variant")
+    table.add_column("done", justify="right")
+    table.add_column("", min_width=20)
+    for state in _STATE_COLUMNS:
+        table.add_column(state.lower(), justify="right")
+    table.add_column(f"best {spec.metric}", justify="right")
+    table.add_column("at lr, wd", justify="right")
+    for variant in spec.variants:
+        info = summary.get(variant, {"counts": {}, "best": None})
+        done = _done(info)
+        filled = int(20 * done / per_variant) if per_variant else 20
+        best = info.get("best")
+        table.add_row(
+            variant, f"{done}/{per_variant}", "█" * filled + "░" * (20 - filled),
+            *[str(info["counts"].get(state, 0)) for state in _STATE_COLUMNS],
+            f"{best['value']:.4f}" if best else "-",
+            f"{best['lr']:.3g}, {best['weight_decay']:.3g}" if best else "-",
+        )
+    return table
+
+
+def _done(info: dict[str, Any]) -> int:
+    return info["counts"].get("COMPLETE", 0) + info["counts"].get("PRUNED", 0)
+
+
+def _ensure_storage_dir(storage: str) -> None:
+    if storage.startswith("sqlite:///"):
+        Path(storage.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,216 @@
+"""The sweep engine on a real local Ray, recorded in real Optuna storage (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from landscapes import SweepSpec
+from landscapes.record import Attr, make_storage, open_study
+from workers.sweep import SweepInterrupted, prepare_sweep, run_sweep
+
+pytestmark = pytest.mark.ray
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_spec(name: str, **overrides) -> SweepSpec:
+    values = dict(
+        name=name, dataset="synthetic", model="shake_shake_8_2x16d", variants=["sgd", "sgdw"], epochs=1,
+        batch_size=128, grid={"lr": [0.01, 0.03, 0.1], "weight_decay": [0.0, 1e-4, 1e-3]},
+        resources={"cpu": 1, "gpu": 0}, max_concurrent_trials=2, metric="test_error",
+    )
+    values.update(overrides)
+    return SweepSpec.model_validate(values)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    yield ray
+    ray.shutdown()
+
+
+def trials_of(storage_url: str, sweep: str, variant: str) -> list[optuna.trial.FrozenTrial]:
+    return open_study(make_storage(storage_url), sweep, variant, create=False).get_trials(deepcopy=False)
+
+
+def assert_each_cell_finished_once(storage_url: str, spec: SweepSpec) -> None:
+    for variant in spec.variants:
+        trials = trials_of(storage_url, spec.name, variant)
+        finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        cells = Counter(t.user_attrs[Attr.cell] for t in finished)
+        expected = {cell.key for cell in spec.cells(variant)}
+        assert set(cells) == expected, f"{variant}: missing {expected - set(cells)}"
+        assert max(cells.values()) == 1, f"{variant}: duplicated cells {[c for c, n in cells.items() if n > 1]}"
+        left = [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+        assert not left, f"{variant}: trials left RUNNING/WAITING: {left}"
+
+
+def test_grid_runs_every_cell_exactly_once(storage_url, tmp_path, local_ray):
+    spec = tiny_spec("grid3x3")
+    outcome = run_sweep(spec, storage_url=storage_url, runs_dir=tmp_path / "runs")
+    assert_each_cell_finished_once(storage_url, spec)
+    total = sum(len(trials_of(storage_url, spec.name, v)) for v in spec.variants)
+    assert total == 18
+    for variant in spec.variants:
+        for t in trials_of(storage_url, spec.name, variant):
+            assert t.state == TrialState.COMPLETE
+            assert t.intermediate_values == {1: t.value}
+            for key in (Attr.variant, Attr.seed, Attr.epochs_budget, Attr.epochs_done, Attr.diverged,
+                        Attr.test_error, Attr.test_loss, Attr.train_loss, Attr.images_per_s, Attr.wall_s):
+                assert key in t.user_attrs, f"user attr {key} missing"
+            assert t.user_attrs[Attr.epochs_done] == 1 and t.user_attrs[Attr.variant] == variant
+    assert sum(v["counts"].get("COMPLETE", 0) for v in outcome.summary.values()) == 18
+    # Running the finished sweep again does nothing: no cell is enqueued or trained twice.
+    again = run_sweep(spec, storage_url=storage_url, runs_dir=tmp_path / "runs")
+    assert again.dispatched == 0
+    assert sum(len(trials_of(storage_url, spec.name, v)) for v in spec.variants) == 18
+
+
+def test_diverging_learning_rate_is_flagged_not_lost(tmp_path, local_ray):
+    storage_url = f"sqlite:///{tmp_path / 'div.db'}"
+    spec = tiny_spec("diverge", variants=["sgd"], epochs=3, grid={"lr": [1e12], "weight_decay": [0.0]})
+    run_sweep(spec, storage_url=storage_url, runs_dir=tmp_path / "runs")
+    (trial,) = trials_of(storage_url, spec.name, "sgd")
+    assert trial.state == TrialState.COMPLETE
+    assert trial.user_attrs[Attr.diverged] is True
+    assert trial.value == 1.0
+
+
+def test_worker_killed_mid_trial_resumes_from_its_checkpoint(tmp_path, local_ray):
+    storage_url = f"sqlite:///{tmp_path / 'kill.db'}"
+    spec = tiny_spec("killworker", variants=["sgdw"], epochs=12, grid={"lr": [0.05], "weight_decay": [5e-4]})
+    errors = []
+    runner = threading.Thread(
+        target=lambda: _capture(errors, run_sweep, spec, storage_url=storage_url, runs_dir=tmp_path / "runs"))
+    runner.start()
+    victim = _wait_for(lambda: _running_worker(storage_url, spec.name, "sgdw", min_epochs=3), timeout=120)
+    os.kill(victim, signal.SIGKILL)
+    runner.join(timeout=300)
+    assert not runner.is_alive() and not errors, errors
+    (trial,) = trials_of(storage_url, spec.name, "sgdw")
+    assert trial.state == TrialState.COMPLETE
+    assert sorted(trial.intermediate_values) == list(range(1, 13)), "every epoch has its intermediate value"
+    assert trial.user_attrs[Attr.resumed_from_epoch] >= 3, "the retry resumed from a checkpoint, not from scratch"
+    assert not trial.user_attrs[Attr.worker].endswith(f":{victim}")
+
+
+def test_killed_driver_resumes_without_duplicates(storage_url, tmp_path):
+    spec = tiny_spec("killdriver", epochs=4, max_concurrent_trials=2)
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(spec.model_dump(mode="json")))
+    env = {**os.environ, "HPSCAPE_STORAGE": storage_url, "HPSCAPE_RUNS_DIR": str(tmp_path / "runs"),
+           "RAY_ADDRESS": ""}
+    cli = [sys.executable, "-m", "service.cli"]
+    driver = subprocess.Popen([*cli, "run", str(spec_file)], cwd=REPO, env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: _count(storage_url, spec, TrialState.COMPLETE) >= 3
+                  and _count(storage_url, spec, TrialState.RUNNING) >= 1, timeout=240)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    _kill_leftover_ray(driver.pid)
+    assert _count(storage_url, spec, TrialState.RUNNING) >= 1, "the kill should leave trials RUNNING"
+
+    refused = subprocess.run([*cli, "run", str(spec_file)], cwd=REPO, env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "--resume killdriver" in refused.stderr, refused.stderr
+
+    resumed = subprocess.run([*cli, "run", "--resume", spec.name], cwd=REPO, env=env, capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert_each_cell_finished_once(storage_url, spec)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "gp"])
+def test_bayesian_sweep_runs_to_its_trial_count(sampler, tmp_path, local_ray):
+    storage_url = f"sqlite:///{tmp_path / 'bayes.db'}"
+    spec = tiny_spec(f"bayes-{sampler}", variants=["adamw"], epochs=3, grid=None,
+                     bayes={"sampler": sampler, "n_trials": 6, "lr": [1e-4, 1e-1], "weight_decay": [1e-5, 1e-1],
+                            "pruning": "asha" if sampler == "tpe" else "none"})
+    run_sweep(spec, storage_url=storage_url, runs_dir=tmp_path / "runs")
+    trials = trials_of(storage_url, spec.name, "adamw")
+    assert len(trials) == 6
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials), [t.state for t in trials]
+    for t in trials:
+        assert 1e-4 <= t.params["lr"] <= 1e-1 and 1e-5 <= t.params["weight_decay"] <= 1e-1
+        assert t.user_attrs[Attr.epochs_done] == max(t.intermediate_values), "budget reached is recorded"
+        if t.state == TrialState.PRUNED:
+            assert t.user_attrs[Attr.stopped_early] is True and t.user_attrs[Attr.epochs_done] < 3
+
+
+def test_interrupted_sweep_refuses_to_start_without_resume(tmp_path):
+    storage_url = f"sqlite:///{tmp_path / 'orphan.db'}"
+    spec = tiny_spec("orphan", variants=["sgd"])
+    studies = prepare_sweep(spec, storage_url)
+    from landscapes.record import claim_next
+
+    assert claim_next(studies["sgd"]) is not None  # a driver claimed a cell, then died
+    with pytest.raises(SweepInterrupted, match="--resume orphan"):
+        run_sweep(spec, storage_url=storage_url, runs_dir=tmp_path / "runs")
+
+
+# --- helpers --------------------------------------------------------------------------------------------------------
+def _capture(errors, fn, *args, **kwargs):
+    try:
+        fn(*args, **kwargs)
+    except BaseException as exc:  # noqa: BLE001 - reported by the test
+        errors.append(exc)
+
+
+def _wait_for(predicate, *, timeout: float, interval: float = 0.5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not reached within {timeout} s")
+
+
+def _running_worker(storage_url, sweep, variant, *, min_epochs):
+    try:
+        trials = trials_of(storage_url, sweep, variant)
+    except KeyError:
+        return None
+    for t in trials:
+        if t.state == TrialState.RUNNING and t.user_attrs.get(Attr.epochs_done, 0) >= min_epochs:
+            return int(t.user_attrs[Attr.worker].rsplit(":", 1)[1])
+    return None
+
+
+def _count(storage_url, spec, state) -> int:
+    total = 0
+    for variant in spec.variants:
+        try:
+            total += sum(t.state == state for t in trials_of(storage_url, spec.name, variant))
+        except KeyError:
+            pass
+    return total
+
+
+def _kill_leftover_ray(session_id: int) -> None:
+    """Ray processes the killed driver started in its session; a real crash takes them down with the machine."""
+    out = subprocess.run(["ps", "-eo", "pid=,sid="], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        pid, sid = (int(x) for x in line.split())
+        if sid == session_id:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

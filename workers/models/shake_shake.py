@@ -1,0 +1,173 @@
+"""Shake-Shake residual networks (Gastaldi 2017) with Shake-Shake-Image regularization.
+
+Layout and initialization follow the authors' Lua Torch code (xgastaldi/shake-shake), as restated in
+PROTOCOL.md section 4. Names: ``shake_shake_{depth}_{branches}x{width}d``.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .registry import _register_name_pattern, register_model
+
+__all__ = ["ShakeShake", "ShakeShakeBlock", "shake_shake_image", "count_parameters"]
+
+DEPTHS: tuple[int, ...] = (8, 14, 20, 26, 32)
+BRANCHES: tuple[int, ...] = (2,)
+WIDTHS: tuple[int, ...] = (16, 32, 64, 96)
+_STEM_CHANNELS = 16
+
+
+def _shake_shake_image_mix(x1: torch.Tensor, x2: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Forward value ``a*x1 + (1-a)*x2``; gradients ``b`` to ``x1`` and ``1-b`` to ``x2``.
+
+    The detached correction term carries the forward/backward difference, so no custom autograd
+    Function is needed and torch.compile can trace it.
+    """
+    return b * x1 + (1 - b) * x2 + ((a - b) * (x1 - x2)).detach()
+
+
+def shake_shake_image(x1: torch.Tensor, x2: torch.Tensor, training: bool) -> torch.Tensor:
+    """Shake-Shake-Image mixing of two branch outputs.
+
+    Training: independent per-image ``a, b ~ U(0, 1)`` drawn from the global torch RNG on every call
+    (so saving/restoring the torch RNG state reproduces a run). Evaluation: ``0.5 * (x1 + x2)``.
+    """
+    if not training:
+        return 0.5 * (x1 + x2)
+    shape = (x1.shape[0],) + (1,) * (x1.dim() - 1)
+    a = torch.rand(shape, device=x1.device, dtype=x1.dtype)
+    b = torch.rand(shape, device=x1.device, dtype=x1.dtype)
+    return _shake_shake_image_mix(x1, x2, a, b)
+
+
+def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+def _branch(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        # Not in-place: the block input is shared by the other branch and the skip.
+        nn.ReLU(inplace=False),
+        _conv3x3(in_channels, out_channels, stride),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+        _conv3x3(out_channels, out_channels),
+        nn.BatchNorm2d(out_channels),
+    )
+
+
+class _ShortcutDown(nn.Module):
+    """Skip for a change of channels or resolution: two shifted 1x1-conv paths, concatenated, then BN."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        if out_channels % 2:
+            raise ValueError(f"shortcut needs an even number of output channels, got {out_channels}")
+        self.stride = stride
+        self.conv1 = nn.Conv2d(in_channels, out_channels // 2, kernel_size=1, bias=False)
+        self.conv2 = nn.Conv2d(in_channels, out_channels // 2, kernel_size=1, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(x)
+        path1 = F.avg_pool2d(x, kernel_size=1, stride=self.stride)
+        # Shift by one pixel so the second path samples the pixels the strided first path skips.
+        shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
+        path2 = F.avg_pool2d(shifted, kernel_size=1, stride=self.stride)
+        return self.bn(torch.cat([self.conv1(path1), self.conv2(path2)], dim=1))
+
+
+class ShakeShakeBlock(nn.Module):
+    """Residual block: ``skip(x) + shake(branch1(x), branch2(x))``, no ReLU after the sum."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.branch1 = _branch(in_channels, out_channels, stride)
+        self.branch2 = _branch(in_channels, out_channels, stride)
+        if in_channels != out_channels or stride != 1:
+            self.shortcut: nn.Module = _ShortcutDown(in_channels, out_channels, stride)
+        else:
+            self.shortcut = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shortcut(x) + shake_shake_image(self.branch1(x), self.branch2(x), self.training)
+
+
+class ShakeShake(nn.Module):
+    """Shake-Shake network for small images: stem, three stages (width, 2w, 4w), ReLU + global pool + linear."""
+
+    def __init__(
+        self, depth: int, width: int, num_classes: int = 10, in_channels: int = 3, branches: int = 2
+    ) -> None:
+        super().__init__()
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError(f"depth must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, ...), got {depth}")
+        if branches != 2:
+            raise ValueError(f"Shake-Shake-Image mixes exactly 2 branches, got branches={branches}")
+        if width < 1 or width % 2:
+            raise ValueError(f"width must be a positive even number of channels, got {width}")
+        blocks_per_stage = (depth - 2) // 6
+        self.depth, self.width, self.branches = depth, width, branches
+
+        self.stem = nn.Sequential(_conv3x3(in_channels, _STEM_CHANNELS), nn.BatchNorm2d(_STEM_CHANNELS))
+        stages: list[nn.Module] = []
+        channels = _STEM_CHANNELS
+        for stage_index, stage_width in enumerate((width, 2 * width, 4 * width)):
+            blocks = []
+            for block_index in range(blocks_per_stage):
+                stride = 2 if stage_index > 0 and block_index == 0 else 1
+                blocks.append(ShakeShakeBlock(channels, stage_width, stride))
+                channels = stage_width
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.fc = nn.Linear(channels, num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # As the Lua code: He-normal with fan-out (k*k*out_channels) for every conv, including 1x1 skips.
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                k_h, k_w = module.kernel_size
+                std = math.sqrt(2.0 / (k_h * k_w * module.out_channels))
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.stem(x))
+        x = F.adaptive_avg_pool2d(F.relu(x), 1)
+        return self.fc(torch.flatten(x, 1))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of scalar parameters in ``model`` (shared parameters counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def _build(depth: int, branches: int, width: int, num_classes: int, in_channels: int) -> ShakeShake:
+    return ShakeShake(depth, width, num_classes=num_classes, in_channels=in_channels, branches=branches)
+
+
+def _register_all() -> None:
+    _register_name_pattern(
+        "shake_shake_{depth}_{branches}x{width}d with depth in "
+        + "{" + ", ".join(map(str, DEPTHS)) + "}, branches in "
+        + "{" + ", ".join(map(str, BRANCHES)) + "}, width in "
+        + "{" + ", ".join(map(str, WIDTHS)) + "} (e.g. shake_shake_26_2x64d)"
+    )
+    for depth in DEPTHS:
+        for branches in BRANCHES:
+            for width in WIDTHS:
+                register_model(f"shake_shake_{depth}_{branches}x{width}d")(partial(_build, depth, branches, width))
+
+
+_register_all()

@@ -1,0 +1,240 @@
+"""Run a sweep: enqueue its cells in Optuna, let Ray Tune train them, and leave a complete record behind.
+
+    run_sweep(spec, storage_url=..., runs_dir=...)            # a fresh or finished sweep: runs what is left
+    run_sweep(spec, storage_url=..., runs_dir=..., resume=True)  # after a crash: adopts trials left RUNNING
+
+Every (cell, seed) is one Optuna trial, enqueued once and claimed once. Workers checkpoint every epoch into a stable
+per-trial directory under `runs_dir`, so a Ray retry (FailureConfig) and a resumed sweep both continue from there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from ray.tune import Callback
+
+from landscapes import SweepSpec
+from landscapes.record import enqueue_cells, make_storage, open_study, running_trials, sweep_summary
+from workers.sweep.searcher import StudySearcher, settle
+from workers.sweep.trainable import run_trial
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+
+SPEC_ATTR = "sweep_spec"
+MAX_RETRIES = 3  # a trial whose worker died is retried this often from its last checkpoint, then recorded as failed
+_PROGRESS_INTERVAL_S = 1.0
+
+
+class SweepInterrupted(RuntimeError):
+    """Raised when trials are left RUNNING from an earlier driver and `resume` was not asked for."""
+
+
+@dataclass
+class SweepOutcome:
+    name: str
+    summary: dict[str, Any]
+    wall_s: float
+    dispatched: int
+
+
+def prepare_sweep(spec: SweepSpec, storage_url: str) -> dict[str, optuna.Study]:
+    """Create the per-variant studies and enqueue every grid (cell, seed) not yet recorded; safe to repeat."""
+    storage = make_storage(storage_url)
+    studies = {}
+    for variant in spec.variants:
+        studies[variant] = open_study(storage, spec.name, variant, sampler=_sampler(spec, variant))
+        studies[variant].set_user_attr(SPEC_ATTR, spec.model_dump(mode="json"))  # lets `--resume NAME` find it
+        if spec.grid is not None:
+            enqueue_cells(studies[variant], spec.cells(variant), epochs_budget=spec.epochs)
+    return studies
+
+
+def recorded_spec(storage_url: str, name: str) -> SweepSpec:
+    """The spec a sweep was started with, read back from its studies (for `hpscape run --resume NAME`)."""
+    storage = make_storage(storage_url)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    mine = [n for n in names if n.startswith(f"{name}/")]
+    if not mine:
+        known = sorted({n.split("/", 1)[0] for n in names})
+        raise LookupError(f"no sweep named {name!r} in {storage_url}; known sweeps: {', '.join(known) or 'none'}")
+    study = optuna.load_study(study_name=mine[0], storage=storage)
+    return SweepSpec.model_validate(study.user_attrs[SPEC_ATTR])
+
+
+def run_sweep(
+    spec: SweepSpec,
+    *,
+    storage_url: str,
+    runs_dir: str | Path,
+    data_dir: str | Path | None = None,
+    ray_address: str | None = None,
+    resume: bool = False,
+    on_progress: ProgressCallback | None = None,
+    max_retries: int = MAX_RETRIES,
+) -> SweepOutcome:
+    import ray
+    from ray import tune
+
+    started = time.time()
+    runs_dir = Path(runs_dir).resolve()
+    studies = prepare_sweep(spec, storage_url)
+    orphans = [(variant, n) for variant, study in studies.items() for n in running_trials(study)]
+    if orphans and not resume:
+        raise SweepInterrupted(
+            f"sweep {spec.name!r} has {len(orphans)} trial(s) left RUNNING by an earlier run; if that run is dead, "
+            f"continue it with `hpscape run --resume {spec.name}` (they resume from their last checkpoint)"
+        )
+
+    def make_config(variant: str, frozen: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        return {
+            "sweep": spec.name,
+            "storage": storage_url,
+            "runs_dir": str(runs_dir),
+            "objective": spec.metric,
+            "number": frozen.number,
+            "threads": max(1, int(spec.resources.cpu)),
+            "trial": trial_config(spec, variant, frozen, data_dir=data_dir),
+        }
+
+    searcher = StudySearcher(spec, studies, make_config, orphans=orphans)
+    _init_ray(ray_address)
+    trainable = tune.with_resources(run_trial, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=_scheduler(spec),
+            num_samples=-1,  # until the searcher says FINISHED
+            max_concurrent_trials=spec.max_concurrent_trials,
+            reuse_actors=True,  # a worker imports torch once, not once per cell
+        ),
+        run_config=tune.RunConfig(
+            name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=str(runs_dir / "tune"),
+            failure_config=tune.FailureConfig(max_failures=max_retries),
+            callbacks=[_ProgressCallback(storage_url, spec, on_progress)] if on_progress else [],
+            verbose=0,
+        ),
+    )
+    try:
+        results = tuner.fit()
+    except KeyboardInterrupt:
+        searcher.cancelling = True
+        raise
+    _settle_leftovers(studies, searcher, results)
+    summary = sweep_summary(make_storage(storage_url), spec.name)
+    if on_progress is not None:
+        on_progress({"summary": summary, "spec": spec, "final": True, "elapsed_s": time.time() - started})
+    return SweepOutcome(spec.name, summary, time.time() - started, len(searcher.dispatched))
+
+
+def trial_config(
+    spec: SweepSpec, variant: str, frozen: optuna.trial.FrozenTrial, *, data_dir: str | Path | None
+) -> dict[str, Any]:
+    """The TrialConfig (as a dict) of one claimed Optuna trial; a GPU trial takes the fast path."""
+    from landscapes.record import Attr
+
+    fast = spec.resources.gpu > 0
+    return {
+        "dataset": spec.dataset,
+        "model": spec.model,
+        "label_noise": spec.label_noise,
+        "variant": variant,
+        "lr": frozen.params["lr"],
+        "weight_decay": frozen.params["weight_decay"],
+        "normalized_decay": spec.normalized_decay,
+        "epochs": spec.epochs,
+        "batch_size": spec.batch_size,
+        "schedule": spec.schedule,
+        "seed": int(frozen.user_attrs[Attr.seed]),
+        "device": "cuda" if fast else "cpu",
+        "precision": "bf16" if fast else "fp32",
+        "channels_last": fast,
+        "compile": fast,
+        "data_dir": str(data_dir) if data_dir is not None else None,
+    }
+
+
+def _settle_leftovers(studies: dict[str, optuna.Study], searcher: StudySearcher, results) -> None:
+    """Ray swallows errors raised in searcher callbacks: check every dispatched trial once more, here."""
+    errors = {}
+    for result in results:
+        number = (result.config or {}).get("number")
+        variant = ((result.config or {}).get("trial") or {}).get("variant")
+        if number is not None and variant is not None:
+            errors[(variant, int(number))] = str(result.error) if result.error else False
+    for variant, number in searcher.dispatched:
+        outcome = settle(studies[variant], number, error=errors.get((variant, number), False),
+                         cancelled=searcher.cancelling)
+        if outcome not in ("recorded", "left running"):
+            log.warning("trial %s/%s #%d was %s after Ray finished it", studies[variant].study_name, variant,
+                        number, outcome)
+
+
+def _sampler(spec: SweepSpec, variant: str) -> optuna.samplers.BaseSampler | None:
+    if spec.bayes is None:
+        return None
+    seed = spec.seeds[0] + spec.variants.index(variant)
+    if spec.bayes.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+
+
+def _scheduler(spec: SweepSpec):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if spec.bayes is not None and spec.bayes.pruning == "asha" and spec.epochs > 1:
+        return ASHAScheduler(
+            time_attr="epoch", metric=spec.metric, mode="min", max_t=spec.epochs,
+            grace_period=max(1, spec.epochs // 9), reduction_factor=3,
+        )
+    return FIFOScheduler()
+
+
+def _init_ray(address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the record is Optuna; no CSV/JSON/TB logs
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        # Local Ray: loopback only, no dashboard (nothing listens beyond this machine).
+        ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+
+
+class _ProgressCallback(Callback):
+    """Polls the studies (the truth) at most once a second from Tune's event loop and reports a snapshot."""
+
+    def __init__(self, storage_url: str, spec: SweepSpec, on_progress: ProgressCallback) -> None:
+        self._storage = make_storage(storage_url)
+        self._spec = spec
+        self._on_progress = on_progress
+        self._last = 0.0
+        self._started = time.time()
+
+    def on_step(self, iteration, trials, **info) -> None:
+        now = time.time()
+        if now - self._last < _PROGRESS_INTERVAL_S:
+            return
+        self._last = now
+        try:
+            summary = sweep_summary(self._storage, self._spec.name)
+        except Exception as exc:  # noqa: BLE001 - a display problem must not stop the sweep
+            log.debug("progress poll failed: %s", exc)
+            return
+        self._on_progress({"summary": summary, "spec": self._spec, "final": False, "elapsed_s": now - self._started})
+
+
+__all__ = ["SweepInterrupted", "SweepOutcome", "prepare_sweep", "recorded_spec", "run_sweep", "trial_config"]

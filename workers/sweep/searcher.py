@@ -1,0 +1,134 @@
+"""A Ray Tune searcher that hands out Optuna trials: orphans first, then enqueued grid cells, then Bayesian asks.
+
+Why not Ray's `OptunaSearch` with Optuna's `GridSampler`: parallel workers repeat grid cells, failed cells count as
+visited, and errors from `study.tell` are only logged. Here every (cell, seed) is an enqueued Optuna trial claimed
+atomically, the worker records its own results, and this searcher only settles what the worker could not: trials a
+scheduler stopped early, and trials Ray gave up on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from landscapes import SweepSpec
+from landscapes.record import Attr, ask_bayes, claim_next, fail_trial, open_study, stop_trial
+
+log = logging.getLogger(__name__)
+
+TrialConfigFactory = Callable[[str, optuna.trial.FrozenTrial], dict[str, Any]]
+
+
+class StudySearcher(Searcher):
+    def __init__(
+        self,
+        spec: SweepSpec,
+        studies: dict[str, optuna.Study],
+        make_config: TrialConfigFactory,
+        *,
+        orphans: list[tuple[str, int]] = (),
+    ) -> None:
+        super().__init__(metric=spec.metric, mode="min")
+        self._spec = spec
+        self._studies = studies
+        self._make_config = make_config
+        self._orphans = deque(orphans)
+        self._live: dict[str, tuple[str, int]] = {}  # Ray trial id -> (variant, Optuna trial number)
+        self._exhausted: set[str] = set()
+        self._turn = 0
+        self.dispatched: list[tuple[str, int]] = []
+        self.cancelling = False
+
+    # --- handing out work -------------------------------------------------------------------------------------------
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.cancelling:
+            return Searcher.FINISHED
+        pick = self._orphans.popleft() if self._orphans else self._claim()
+        if pick is None:
+            return Searcher.FINISHED
+        variant, number = pick
+        self._live[trial_id] = pick
+        self.dispatched.append(pick)
+        frozen = self._studies[variant]._storage.get_trial(self._trial_id(variant, number))
+        return self._make_config(variant, frozen)
+
+    def _claim(self) -> tuple[str, int] | None:
+        """Round-robin over the variants, so every panel of the landscape fills at the same pace."""
+        variants = [v for v in self._spec.variants if v not in self._exhausted]
+        for offset in range(len(variants)):
+            variant = variants[(self._turn + offset) % len(variants)]
+            number = self._next_number(variant)
+            if number is None:
+                self._exhausted.add(variant)
+                continue
+            self._turn = (self._turn + offset + 1) % max(1, len(variants))
+            return variant, number
+        return None
+
+    def _next_number(self, variant: str) -> int | None:
+        study = self._studies[variant]
+        if self._spec.grid is not None:
+            return claim_next(study)
+        bayes = self._spec.bayes
+        asked = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.FAIL]
+        if len(asked) >= bayes.n_trials:
+            return None
+        seed = self._spec.seeds[len(asked) % len(self._spec.seeds)]
+        return ask_bayes(
+            study, lr_range=tuple(bayes.lr), wd_range=tuple(bayes.weight_decay), seed=seed,
+            epochs_budget=self._spec.epochs,
+        )
+
+    # --- settling what the worker could not record ------------------------------------------------------------------
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pick = self._live.pop(trial_id, None)
+        if pick is not None:
+            settle(self._studies[pick[0]], pick[1], error=error, last_epoch=(result or {}).get("epoch"),
+                   cancelled=self.cancelling)
+
+    def _trial_id(self, variant: str, number: int) -> int:
+        study = self._studies[variant]
+        return study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+
+    # The searcher's state lives in the studies; nothing to save with Tune's experiment state.
+    def save(self, checkpoint_path: str) -> None:  # noqa: D102
+        pass
+
+    def restore(self, checkpoint_path: str) -> None:  # noqa: D102
+        pass
+
+
+def settle(
+    study: optuna.Study,
+    number: int,
+    *,
+    error: bool | str,
+    last_epoch: int | None = None,
+    cancelled: bool = False,
+) -> str:
+    """Give a trial that Ray finished a final state if its worker did not; returns what was done."""
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    frozen = study._storage.get_trial(trial_id)
+    if frozen.state.is_finished():
+        return "recorded"
+    if cancelled:
+        return "left running"  # a resumed sweep picks it up from its checkpoint
+    if error:
+        message = error if isinstance(error, str) else "the Ray trial failed after all retries"
+        fail_trial(study, number, message)
+        return "failed"
+    epochs_done = int(frozen.user_attrs.get(Attr.epochs_done, last_epoch or 0))
+    if epochs_done == 0:
+        fail_trial(study, number, "the Ray trial ended before its first epoch was recorded")
+        return "failed"
+    stop_trial(study, number, epochs_done=epochs_done)  # a scheduler (ASHA) stopped it at this budget
+    return "stopped"
+
+
+__all__ = ["StudySearcher", "settle"]

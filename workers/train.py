@@ -1,0 +1,293 @@
+"""Train and evaluate one (variant, learning rate, weight decay) cell, top to bottom in one place.
+
+`train_trial` is the only entry point: the CLI's `hpscape train`, the Ray Tune trainable and the benchmarks all call it.
+It checkpoints after every epoch (atomically) and resumes from the checkpoint it finds, bit-identically on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from landscapes.record import DIVERGED_LOSS, DIVERGED_VALUE
+from workers.data import DeviceDataset, load_dataset, steps_per_epoch, test_batches, train_batches
+from workers.models import create_model
+from workers.optim import build_optimizer, build_scheduler, normalized_weight_decay
+
+CHECKPOINT_FILE = "checkpoint.pt"
+_EVAL_BATCH = 1000  # evaluation has no gradients, so big batches are cheap and cut Python overhead
+
+
+class TrialConfig(BaseModel):
+    """Everything that determines one training run; two equal configs give the same result on CPU."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # What is trained on what.
+    dataset: str = "digits"
+    model: str = "shake_shake_8_2x16d"
+    label_noise: float = Field(default=0.0, ge=0.0, lt=1.0)  # fraction of training labels randomized (PROTOCOL §5)
+    train_limit: int | None = Field(default=None, ge=1)  # keep only the first N training images (tests, benchmarks)
+    # The landscape cell.
+    variant: str = "sgdw"
+    lr: float = Field(gt=0.0, allow_inf_nan=False)  # alpha, the initial learning rate
+    weight_decay: float = Field(ge=0.0, allow_inf_nan=False)  # lambda (decoupled) or lambda' (L2), raw per step
+    normalized_decay: bool = False  # weight_decay is lambda_norm: lambda = lambda_norm * sqrt(b / (B * T))
+    # The schedule (PROTOCOL §3: batch 128, cosine per iteration, momentum 0.9).
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=128, ge=1)
+    schedule: str = "cosine"
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    seed: int = Field(default=0, ge=0)
+    # Where and how fast; none of these changes the mathematics, only the arithmetic precision.
+    device: str = "auto"  # auto picks cuda when available
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast for the forward/backward; weights stay fp32
+    channels_last: bool = False  # NHWC memory layout, faster convolutions on tensor cores
+    compile: bool = False  # torch.compile the model (minutes of warm-up; pays off over long runs on GPU)
+    data_dir: str | None = None  # where cifar-10-python.tar.gz lives (HPSCAPE_DATA_DIR at the edges)
+
+    @classmethod
+    def fast(cls, **values: Any) -> TrialConfig:
+        """The GPU fast path: bf16 autocast, channels_last and torch.compile."""
+        return cls(**{"precision": "bf16", "channels_last": True, "compile": True, **values})
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    test_error: float
+    test_loss: float
+    train_loss: float
+    train_error: float
+    epoch_seconds: float
+    images_per_s: float
+    diverged: bool = False
+
+
+@dataclass
+class TrialResult:
+    config: dict[str, Any]
+    epochs_done: int
+    diverged: bool
+    history: list[EpochMetrics] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    @property
+    def final(self) -> EpochMetrics:
+        return self.history[-1]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "final": asdict(self.final) if self.history else None}
+
+
+EpochCallback = Callable[[EpochMetrics], None]
+StepCallback = Callable[[int, int], None]  # (step within epoch, steps per epoch)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available here; use --device cpu (or auto)")
+    return device
+
+
+def train_trial(
+    config: TrialConfig,
+    *,
+    on_epoch: EpochCallback | None = None,
+    on_step: StepCallback | None = None,
+    checkpoint_dir: str | Path | None = None,
+    dataset: DeviceDataset | None = None,
+) -> TrialResult:
+    """Train `config` to its last epoch (or until it diverges); resume from `checkpoint_dir` if it holds a checkpoint.
+
+    `on_epoch` is called after each epoch's checkpoint is on disk, so a crash inside it loses nothing.
+    `dataset` lets a caller reuse tensors already on the device; it must be what `config` would load.
+    """
+    started = time.perf_counter()
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)  # model init and the Shake-Shake coefficients draw from the global RNG
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    data = dataset or load_dataset(
+        config.dataset,
+        device=device,
+        data_dir=config.data_dir,
+        label_noise=config.label_noise,
+        seed=config.seed,
+        train_limit=config.train_limit,
+    )
+    model = create_model(config.model, num_classes=data.num_classes, in_channels=data.in_channels).to(device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+
+    steps = steps_per_epoch(data.train_size, config.batch_size)
+    weight_decay = config.weight_decay
+    if config.normalized_decay:
+        weight_decay = normalized_weight_decay(
+            config.weight_decay, batch_size=config.batch_size, train_size=data.train_size, epochs=config.epochs
+        )
+    optimizer = build_optimizer(
+        config.variant, model.parameters(), lr=config.lr, weight_decay=weight_decay, momentum=config.momentum
+    )
+    scheduler = build_scheduler(
+        config.schedule, optimizer, total_steps=config.epochs * steps, steps_per_epoch=steps
+    )
+    data_rng = torch.Generator(device=device).manual_seed(config.seed)  # shuffling and augmentation
+
+    history: list[EpochMetrics] = []
+    start_epoch = 0
+    checkpoint_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
+    if checkpoint_path is not None and checkpoint_path.exists():
+        start_epoch, history = _load_checkpoint(checkpoint_path, config, model, optimizer, scheduler, data_rng)
+        if history and history[-1].diverged:
+            return TrialResult(config.model_dump(), start_epoch, True, history, time.perf_counter() - started)
+
+    forward = torch.compile(model) if config.compile else model
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
+
+    for epoch in range(start_epoch + 1, config.epochs + 1):
+        epoch_started = time.perf_counter()
+        model.train()
+        # Sums stay on the device: one host sync per epoch instead of one per step.
+        loss_sum = torch.zeros((), device=device)
+        wrong_sum = torch.zeros((), device=device, dtype=torch.long)
+        for step, (images, labels) in enumerate(train_batches(data, config.batch_size, data_rng), start=1):
+            images = images.contiguous(memory_format=memory_format)
+            with autocast:
+                logits = forward(images)
+            loss = F.cross_entropy(logits.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.detach() * labels.numel()
+            wrong_sum += (logits.detach().argmax(1) != labels).sum()
+            if on_step is not None:
+                on_step(step, steps)
+        train_loss = loss_sum.item() / data.train_size
+        train_error = wrong_sum.item() / data.train_size
+        train_seconds = time.perf_counter() - epoch_started
+
+        if math.isfinite(train_loss):
+            test_loss, test_error = evaluate(forward, data, memory_format=memory_format, autocast=autocast)
+        else:
+            test_loss, test_error = math.nan, math.nan
+        diverged = not (math.isfinite(train_loss) and math.isfinite(test_loss))
+        if diverged:  # defined values, so the landscape can mark the cell instead of crashing on NaN
+            train_loss, test_loss, test_error = DIVERGED_LOSS, DIVERGED_LOSS, DIVERGED_VALUE
+        metrics = EpochMetrics(
+            epoch=epoch,
+            test_error=test_error,
+            test_loss=test_loss,
+            train_loss=train_loss,
+            train_error=train_error,
+            epoch_seconds=time.perf_counter() - epoch_started,
+            images_per_s=data.train_size / train_seconds,
+            diverged=diverged,
+        )
+        history.append(metrics)
+        if checkpoint_path is not None:
+            _save_checkpoint(checkpoint_path, config, epoch, history, model, optimizer, scheduler, data_rng)
+        if on_epoch is not None:
+            on_epoch(metrics)
+        if diverged:
+            break
+
+    return TrialResult(
+        config=config.model_dump(),
+        epochs_done=history[-1].epoch if history else 0,
+        diverged=bool(history and history[-1].diverged),
+        history=history,
+        wall_s=time.perf_counter() - started,
+    )
+
+
+@torch.no_grad()
+def evaluate(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    data: DeviceDataset,
+    *,
+    memory_format: torch.memory_format = torch.contiguous_format,
+    autocast: torch.autocast | None = None,
+) -> tuple[float, float]:
+    """Test loss and test error of the model in eval mode (Shake-Shake mixes 0.5/0.5 there)."""
+    module = getattr(forward, "_orig_mod", forward)
+    was_training = getattr(module, "training", False)
+    if hasattr(module, "eval"):
+        module.eval()
+    loss_sum = torch.zeros((), device=data.test_x.device)
+    wrong_sum = torch.zeros((), device=data.test_x.device, dtype=torch.long)
+    for images, labels in test_batches(data, _EVAL_BATCH):
+        images = images.contiguous(memory_format=memory_format)
+        if autocast is not None:
+            with autocast:
+                logits = forward(images)
+        else:
+            logits = forward(images)
+        loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
+        wrong_sum += (logits.argmax(1) != labels).sum()
+    if was_training:
+        module.train()
+    return loss_sum.item() / data.test_size, wrong_sum.item() / data.test_size
+
+
+def _rng_state(data_rng: torch.Generator) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "data": data_rng.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _save_checkpoint(path, config, epoch, history, model, optimizer, scheduler, data_rng) -> None:
+    payload = {
+        "config": config.model_dump(),
+        "epoch": epoch,
+        "history": [asdict(m) for m in history],
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": _rng_state(data_rng),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # atomic: a crash mid-write leaves the previous checkpoint intact
+
+
+def _load_checkpoint(path, config, model, optimizer, scheduler, data_rng) -> tuple[int, list[EpochMetrics]]:
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    saved = {k: v for k, v in payload["config"].items() if k not in _SPEED_ONLY_FIELDS}
+    wanted = {k: v for k, v in config.model_dump().items() if k not in _SPEED_ONLY_FIELDS}
+    if saved != wanted:
+        differing = sorted(k for k in wanted if saved.get(k) != wanted[k])
+        raise ValueError(
+            f"checkpoint {path} belongs to a different trial (fields differ: {', '.join(differing)}); "
+            "delete it or point checkpoint_dir elsewhere"
+        )
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    rng = payload["rng"]
+    torch.set_rng_state(rng["torch"])
+    data_rng.set_state(rng["data"])  # generator states are CPU byte tensors on every device
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    history = [EpochMetrics(**m) for m in payload["history"]]
+    return payload["epoch"], history
+
+
+# A checkpoint may be resumed on another device or with other speed settings; the trial itself is the same.
+_SPEED_ONLY_FIELDS = frozenset({"device", "precision", "channels_last", "compile", "data_dir"})
