@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install postgres test test-fast demo bench clean
+.PHONY: install postgres chromium test test-fast demo bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,14 +21,19 @@ install: $(STAMP)
 postgres:
 	@bash scripts/ensure-postgres.sh
 
-test: install postgres
+chromium:
+	@bash scripts/ensure-chromium.sh
+
+test: install postgres chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: install postgres
+test-fast: install postgres chromium
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# The quick preset end to end on the embedded defaults: a SQLite file and a local Ray, both under .hpscape/.
+DEMO_STORAGE ?= sqlite:///$(CURDIR)/.hpscape/demo.db
 demo: install
-	$(VENV)/bin/hpscape train --dataset digits --variant sgdw --lr 0.05 --weight-decay 0.0005 --epochs 5
+	$(VENV)/bin/hpscape run --preset quick --storage $(DEMO_STORAGE) --runs-dir $(CURDIR)/.hpscape/runs
 
 bench: install
 	$(PY) bench/train_throughput.py

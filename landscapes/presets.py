@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -85,9 +84,4 @@ def get_preset(name: str, /, **overrides: Any) -> SweepSpec:
     """
     if name not in PRESETS:
         raise SpecError(f"unknown preset {name!r}; available presets: {', '.join(sorted(PRESETS))}")
-    data = copy.deepcopy(PRESETS[name].model_dump(exclude_none=True))
-    for mode, other in (("bayes", "grid"), ("grid", "bayes")):
-        if mode in overrides and other not in overrides:
-            data.pop(other, None)
-    data.update(overrides)
-    return SweepSpec.model_validate(data)
+    return PRESETS[name].replace(**overrides)

@@ -15,6 +15,7 @@ reported by a False return, never by an exception.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -79,9 +80,12 @@ class Attr:
     IMAGES_PER_S = "images_per_s"
     WALL_S = "wall_s"
     ERROR = "error"
+    WORKER = "worker"  # "host:pid" of the process that trains it (set by the worker)
+    RESUMED_FROM_EPOCH = "resumed_from_epoch"  # last epoch restored from a checkpoint (0: fresh)
 
 
-# Metrics may not overwrite these: they describe the trial, not a measurement.
+# Metrics may not overwrite these: they describe the trial, not a measurement. ("diverged" may
+# be passed as a metric: it is stored as the boolean flag.)
 _BOOKKEEPING = frozenset(
     {
         Attr.VARIANT,
@@ -89,13 +93,16 @@ _BOOKKEEPING = frozenset(
         Attr.CELL,
         Attr.EPOCHS_BUDGET,
         Attr.EPOCHS_DONE,
-        Attr.DIVERGED,
         Attr.STOPPED_EARLY,
         Attr.ERROR,
+        Attr.WORKER,
+        Attr.RESUMED_FROM_EPOCH,
     }
 )
 # A cell with a trial in one of these states is taken; a cell whose trials all FAILED is not.
 _TAKEN_STATES = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+# Creating a storage retries this often when another process is creating the same tables.
+_SCHEMA_ATTEMPTS = 5
 # Tracebacks can be long; the end holds the exception itself.
 _MAX_ERROR_CHARS = 10_000
 
@@ -119,13 +126,35 @@ def make_storage(url: str, *, sqlite_wal: bool = True) -> RDBStorage:
     else:
         # Drivers run for days; the server may close idle pooled connections meanwhile.
         engine_kwargs = {"pool_pre_ping": True}
-    storage = RDBStorage(url, engine_kwargs=engine_kwargs)
+    storage = _open_rdb(url, engine_kwargs)
     if sqlite_wal and storage.engine.dialect.name == "sqlite":
         # WAL lets the service read while workers write, and commits with one sync instead of
         # several (about 3x faster per record). The mode is stored in the file: set once.
         with storage.engine.connect() as connection:
             connection.exec_driver_sql("PRAGMA journal_mode=WAL")
     return storage
+
+
+def _open_rdb(url: str, engine_kwargs: dict[str, Any]) -> RDBStorage:
+    # Optuna creates its tables on first use. Processes doing that at once on a fresh database
+    # race ("table ... already exists", duplicate key); the losers find the tables on a retry.
+    for attempt in range(_SCHEMA_ATTEMPTS):
+        try:
+            return RDBStorage(url, engine_kwargs=engine_kwargs)
+        except Exception as exc:
+            if attempt == _SCHEMA_ATTEMPTS - 1 or not _is_schema_race(exc):
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _is_schema_race(exc: BaseException | None) -> bool:
+    while exc is not None:
+        text = str(exc).lower()
+        if "already exists" in text or "duplicate key" in text or "unique constraint" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _normalize_url(url: str) -> str:
@@ -377,13 +406,16 @@ def diverged_value(objective: str) -> float:
     return DIVERGED_VALUE if objective.endswith("error") else DIVERGED_LOSS
 
 
-def _metric_attrs(metrics: Mapping[str, float]) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
+def _metric_attrs(metrics: Mapping[str, float]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for key, value in metrics.items():
         if key in _BOOKKEEPING:
             raise ValueError(
                 f"metric name {key!r} is reserved for trial bookkeeping; rename the metric"
             )
+        if key == Attr.DIVERGED:
+            out[key] = bool(value)
+            continue
         number = float(value)
         # JSON has no NaN/inf (HTTP responses would fail to encode them): None marks "undefined".
         out[key] = number if math.isfinite(number) else None
@@ -437,15 +469,16 @@ def finish_trial(
 ) -> bool:
     """Mark the trial COMPLETE with value ``metrics[objective]``; True if this call finished it.
 
-    A diverged trial (flagged, or a non-finite objective) is COMPLETE with ``diverged=True`` and
+    A diverged trial (`diverged`, a true ``metrics["diverged"]``, or a non-finite objective) is
+    COMPLETE with ``diverged=True`` and
     the value `diverged_value(objective)`. A trial that already finished is left as it is.
     """
     attrs = _metric_attrs(metrics)
     value = _objective(metrics, objective)
-    diverged = bool(diverged) or not math.isfinite(value)
+    diverged = bool(diverged) or bool(attrs.get(Attr.DIVERGED)) or not math.isfinite(value)
     if diverged:
         value = diverged_value(objective)
-    attrs[Attr.DIVERGED] = diverged  # type: ignore[assignment]
+    attrs[Attr.DIVERGED] = diverged
     return _finish(study, number, TrialState.COMPLETE, [value], attrs)
 
 

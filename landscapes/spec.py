@@ -159,13 +159,8 @@ def _non_negative(value: Any) -> float:
     return _finite(value, ">= 0", lambda x: x >= 0)
 
 
-def _any_finite(value: Any) -> float:
-    return _finite(value, "", lambda x: True)
-
-
 PositiveFloat = Annotated[float, BeforeValidator(_positive)]
 NonNegativeFloat = Annotated[float, BeforeValidator(_non_negative)]
-FiniteFloat = Annotated[float, BeforeValidator(_any_finite)]
 
 
 def _check_unique(title: str, field: tuple[str | int, ...], values: list[Any]) -> None:
@@ -202,7 +197,7 @@ class _Strict(BaseModel):
 class Resources(_Strict):
     """What one trial reserves: CPU cores and a (possibly fractional) share of GPUs."""
 
-    cpu: Annotated[float, BeforeValidator(_positive)] = 1.0
+    cpu: PositiveFloat = 1.0
     gpu: NonNegativeFloat = 0.0
 
     @field_validator("gpu")
@@ -438,6 +433,15 @@ class SweepSpec(_Strict):
     @property
     def mode(self) -> Literal["grid", "bayes"]:
         return "grid" if self.grid is not None else "bayes"
+
+    def replace(self, **changes: Any) -> SweepSpec:
+        """A copy with top-level fields replaced, validated again (model_copy would not check)."""
+        data = self.model_dump(exclude_none=True)
+        for mode, other in (("bayes", "grid"), ("grid", "bayes")):
+            if mode in changes and other not in changes:
+                data.pop(other, None)
+        data.update(changes)
+        return type(self).model_validate(data)
 
     def study_name(self, variant: str) -> str:
         self._check_variant(variant)

@@ -17,12 +17,40 @@ class Settings(BaseSettings):
 
     storage: str = Field(
         default=f"sqlite:///{_HOME / 'hpscape.db'}",
-        description="SQLAlchemy URL of the Optuna studies (SQLite file by default, PostgreSQL in production).",
+        description="SQLAlchemy URL of the Optuna studies and the service's own tables (SQLite file by default, "
+        "PostgreSQL in production).",
     )
     data_dir: Path = Field(default=_HOME / "data", description="Where datasets (cifar-10-python.tar.gz) live.")
-    runs_dir: Path = Field(default=_HOME / "runs", description="Checkpoints and Ray Tune experiment state.")
+    runs_dir: Path = Field(default=_HOME / "runs", description="Checkpoints and Ray Tune state.")
     ray_address: str | None = Field(default=None, description="Ray cluster to join (e.g. ray://HEAD:10001); local Ray if unset.")
     device: str = Field(default="auto", description="Training device: auto, cpu, cuda, cuda:N.")
+
+    # --- the controller (server side) ---------------------------------------------------------------------------
+    public_read: bool = Field(default=False, description="Let anyone read sweeps and dashboards without a token.")
+    admin_token: str | None = Field(
+        default=None, description="Seeds (or rotates) the admin token named 'admin' at start-up, for first use."
+    )
+    max_running_sweeps: int = Field(
+        default=1, ge=1, description="Sweeps running at once over all controllers sharing the database; the rest wait."
+    )
+    dispatch_interval_s: float = Field(default=1.0, gt=0, description="How often the dispatcher looks for work.")
+    cancel_grace_s: float = Field(
+        default=10.0, ge=0, description="Seconds between SIGTERM and SIGKILL when a running sweep is cancelled."
+    )
+    max_launches: int = Field(
+        default=3, ge=1, description="Times a sweep's driver is (re)started before the sweep is marked failed."
+    )
+    status_cache_s: float = Field(
+        default=1.0, ge=0, description="How long a sweep's progress read from Optuna is reused by status requests."
+    )
+    stale_after_s: float = Field(
+        default=300.0, gt=0,
+        description="A running sweep on another host whose driver sent no heartbeat for this long is taken over.",
+    )
+
+    # --- the REST client (hpscape submit/list/status/...) -------------------------------------------------------
+    url: str = Field(default="http://127.0.0.1:8000", description="Base URL of the hpscape server.")
+    token: str | None = Field(default=None, description="Bearer token the CLI sends to the server.")
 
 
 def load_settings() -> Settings:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
+import sqlite3
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -177,8 +181,8 @@ def test_summary_reports_best_and_counts(storage: RDBStorage, spec: SweepSpec) -
 
 def test_diverged_trial_is_complete_with_the_defined_value(storage: RDBStorage) -> None:
     study = open_study(storage, "div", "adam")
-    enqueue_cells(study, [Cell(1.0, 0.0, s) for s in range(3)], epochs_budget=2)
-    a, b, c = (_claim(study) for _ in range(3))
+    enqueue_cells(study, [Cell(1.0, 0.0, s) for s in range(4)], epochs_budget=2)
+    a, b, c, d = (_claim(study) for _ in range(4))
     assert finish_trial(study, a, {"test_error": math.nan, "test_loss": math.inf}, objective="test_error")
     assert finish_trial(study, b, {"test_error": 0.9, "test_loss": math.nan}, objective="test_loss")
     assert finish_trial(study, c, {"test_error": 0.9, "test_loss": 2.0}, objective="test_loss", diverged=True)
@@ -190,6 +194,12 @@ def test_diverged_trial_is_complete_with_the_defined_value(storage: RDBStorage) 
     assert ta.user_attrs[Attr.TEST_ERROR] is None and ta.user_attrs[Attr.TEST_LOSS] is None
     assert tc.user_attrs[Attr.TEST_LOSS] == 2.0
     assert math.isfinite(DIVERGED_LOSS) and DIVERGED_VALUE == 1.0
+    # A worker may report the flag among its metrics (as 0.0 / 1.0): it is stored as a boolean.
+    record_epoch(study, d, 1, {"test_error": 0.8, "diverged": 0.0}, objective="test_error")
+    assert get_trial(study, d).user_attrs[Attr.DIVERGED] is False
+    assert finish_trial(study, d, {"test_error": 0.8, "diverged": 1.0}, objective="test_error")
+    td = get_trial(study, d)
+    assert (td.value, td.user_attrs[Attr.DIVERGED]) == (DIVERGED_VALUE, True)
     assert running_trials(study) == []
 
 
@@ -218,8 +228,10 @@ def test_record_epoch_rejects_bad_input(study: Study) -> None:
         record_epoch(study, number, 1, {"test_error": 0.5}, objective="test_loss")
     with pytest.raises(ValueError, match="epoch must be an integer >= 1"):
         record_epoch(study, number, 0, {"test_error": 0.5}, objective="test_error")
-    with pytest.raises(ValueError, match="reserved"):
-        record_epoch(study, number, 1, {"test_error": 0.5, "seed": 3}, objective="test_error")
+    for reserved in (Attr.SEED, Attr.CELL, Attr.EPOCHS_DONE, Attr.WORKER):
+        with pytest.raises(ValueError, match=f"metric name '{reserved}' is reserved"):
+            record_epoch(study, number, 1, {"test_error": 0.5, reserved: 3}, objective="test_error")
+    assert get_trial(study, number).user_attrs[Attr.SEED] == 0
     with pytest.raises(KeyError, match="no trial number 99"):
         record_epoch(study, 99, 1, {"test_error": 0.5}, objective="test_error")
 
@@ -321,6 +333,50 @@ def test_open_study_checks_names(storage: RDBStorage) -> None:
     assert list(list_sweep_studies(storage, "same")) == ["sgd"]
 
 
+def test_storages_opened_at_once_on_a_fresh_database_all_work(storage_url: str) -> None:
+    # Optuna creates its tables on first use; without make_storage's retry, some of these
+    # fail with "table ... already exists" or a duplicate key.
+    barrier = threading.Barrier(6)
+    outcomes: list[str] = []
+
+    def open_one() -> None:
+        try:
+            barrier.wait(timeout=30)
+            store = make_storage(storage_url)
+            open_study(store, "fresh", "sgd")
+            store.engine.dispose()
+            outcomes.append("ok")
+        except Exception as exc:  # reported below
+            outcomes.append(repr(exc))
+
+    threads = [threading.Thread(target=open_one) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert outcomes == ["ok"] * 6, outcomes
+
+
+def test_sqlite_storage_uses_wal_unless_told_not_to(tmp_path: Path) -> None:
+    def journal_mode(path: Path) -> str:
+        # A fresh connection reads the mode from the file header (pooled ones may lag).
+        with contextlib.closing(sqlite3.connect(path)) as connection:
+            return str(connection.execute("PRAGMA journal_mode").fetchone()[0])
+
+    make_storage(f"sqlite:///{tmp_path / 'wal.db'}")
+    make_storage(f"sqlite:///{tmp_path / 'plain.db'}", sqlite_wal=False)
+    assert (journal_mode(tmp_path / "wal.db"), journal_mode(tmp_path / "plain.db")) == ("wal", "delete")
+
+
+@pytest.mark.postgres
+def test_plain_postgresql_urls_use_psycopg(postgres_url: str) -> None:
+    plain = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    storage = make_storage(plain)
+    assert storage.engine.dialect.driver == "psycopg"
+    assert open_study(storage, "pg", "sgd").study_name == "pg/sgd"
+    storage.engine.dispose()
+
+
 # ---------------------------------------------------------------------------------------------
 # Concurrency: several processes claim and finish from one study
 
@@ -349,7 +405,10 @@ def _claim_and_finish_worker(url: str, barrier: Any, results: Any) -> None:
         results.put(("error", repr(exc)))
 
 
+@pytest.mark.slow
 def test_concurrent_claims_take_each_trial_once(storage_url: str) -> None:
+    # On SQLite this also guards record._claim_sqlite: Optuna's own WAITING -> RUNNING step is
+    # not atomic there and hands one trial to several processes.
     storage = make_storage(storage_url)
     study = open_study(storage, "race", "sgd")
     cells = [Cell(0.001 * (i + 1), 0.0, 0) for i in range(N_CELLS)]

@@ -278,10 +278,15 @@ def test_per_variant_lr_may_list_extra_known_variants() -> None:
     assert spec.lr_values("sgd") == [0.5] and spec.total_trials() == 1
 
 
-def test_spec_is_immutable() -> None:
+def test_spec_is_immutable_and_replace_validates() -> None:
     spec = get_preset("quick")
     with pytest.raises(ValidationError):
         spec.epochs = 3  # type: ignore[misc]
+    renamed = spec.replace(name="quick-2", seeds=[1, 2])
+    assert (renamed.name, renamed.seeds, renamed.total_trials()) == ("quick-2", [1, 2], 250)
+    assert spec.name == "quick" and spec.seeds == [0]
+    with pytest.raises(ValidationError, match="is not allowed"):
+        spec.replace(name="a/b")
 
 
 # ---------------------------------------------------------------------------------------------

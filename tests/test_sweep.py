@@ -53,7 +53,7 @@ def assert_each_cell_finished_once(storage_url: str, spec: SweepSpec) -> None:
     for variant in spec.variants:
         trials = trials_of(storage_url, spec.name, variant)
         finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-        cells = Counter(t.user_attrs[Attr.cell] for t in finished)
+        cells = Counter(t.user_attrs[Attr.CELL] for t in finished)
         expected = {cell.key for cell in spec.cells(variant)}
         assert set(cells) == expected, f"{variant}: missing {expected - set(cells)}"
         assert max(cells.values()) == 1, f"{variant}: duplicated cells {[c for c, n in cells.items() if n > 1]}"
@@ -71,10 +71,10 @@ def test_grid_runs_every_cell_exactly_once(storage_url, tmp_path, local_ray):
         for t in trials_of(storage_url, spec.name, variant):
             assert t.state == TrialState.COMPLETE
             assert t.intermediate_values == {1: t.value}
-            for key in (Attr.variant, Attr.seed, Attr.epochs_budget, Attr.epochs_done, Attr.diverged,
-                        Attr.test_error, Attr.test_loss, Attr.train_loss, Attr.images_per_s, Attr.wall_s):
+            for key in (Attr.VARIANT, Attr.SEED, Attr.EPOCHS_BUDGET, Attr.EPOCHS_DONE, Attr.DIVERGED,
+                        Attr.TEST_ERROR, Attr.TEST_LOSS, Attr.TRAIN_LOSS, Attr.IMAGES_PER_S, Attr.WALL_S):
                 assert key in t.user_attrs, f"user attr {key} missing"
-            assert t.user_attrs[Attr.epochs_done] == 1 and t.user_attrs[Attr.variant] == variant
+            assert t.user_attrs[Attr.EPOCHS_DONE] == 1 and t.user_attrs[Attr.VARIANT] == variant
     assert sum(v["counts"].get("COMPLETE", 0) for v in outcome.summary.values()) == 18
     # Running the finished sweep again does nothing: no cell is enqueued or trained twice.
     again = run_sweep(spec, storage_url=storage_url, runs_dir=tmp_path / "runs")
@@ -88,7 +88,7 @@ def test_diverging_learning_rate_is_flagged_not_lost(tmp_path, local_ray):
     run_sweep(spec, storage_url=storage_url, runs_dir=tmp_path / "runs")
     (trial,) = trials_of(storage_url, spec.name, "sgd")
     assert trial.state == TrialState.COMPLETE
-    assert trial.user_attrs[Attr.diverged] is True
+    assert trial.user_attrs[Attr.DIVERGED] is True
     assert trial.value == 1.0
 
 
@@ -106,8 +106,8 @@ def test_worker_killed_mid_trial_resumes_from_its_checkpoint(tmp_path, local_ray
     (trial,) = trials_of(storage_url, spec.name, "sgdw")
     assert trial.state == TrialState.COMPLETE
     assert sorted(trial.intermediate_values) == list(range(1, 13)), "every epoch has its intermediate value"
-    assert trial.user_attrs[Attr.resumed_from_epoch] >= 3, "the retry resumed from a checkpoint, not from scratch"
-    assert not trial.user_attrs[Attr.worker].endswith(f":{victim}")
+    assert trial.user_attrs[Attr.RESUMED_FROM_EPOCH] >= 3, "the retry resumed from a checkpoint, not from scratch"
+    assert not trial.user_attrs[Attr.WORKER].endswith(f":{victim}")
 
 
 def test_killed_driver_resumes_without_duplicates(storage_url, tmp_path):
@@ -149,9 +149,9 @@ def test_bayesian_sweep_runs_to_its_trial_count(sampler, tmp_path, local_ray):
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials), [t.state for t in trials]
     for t in trials:
         assert 1e-4 <= t.params["lr"] <= 1e-1 and 1e-5 <= t.params["weight_decay"] <= 1e-1
-        assert t.user_attrs[Attr.epochs_done] == max(t.intermediate_values), "budget reached is recorded"
+        assert t.user_attrs[Attr.EPOCHS_DONE] == max(t.intermediate_values), "budget reached is recorded"
         if t.state == TrialState.PRUNED:
-            assert t.user_attrs[Attr.stopped_early] is True and t.user_attrs[Attr.epochs_done] < 3
+            assert t.user_attrs[Attr.STOPPED_EARLY] is True and t.user_attrs[Attr.EPOCHS_DONE] < 3
 
 
 def test_interrupted_sweep_refuses_to_start_without_resume(tmp_path):
@@ -189,8 +189,8 @@ def _running_worker(storage_url, sweep, variant, *, min_epochs):
     except KeyError:
         return None
     for t in trials:
-        if t.state == TrialState.RUNNING and t.user_attrs.get(Attr.epochs_done, 0) >= min_epochs:
-            return int(t.user_attrs[Attr.worker].rsplit(":", 1)[1])
+        if t.state == TrialState.RUNNING and t.user_attrs.get(Attr.EPOCHS_DONE, 0) >= min_epochs:
+            return int(t.user_attrs[Attr.WORKER].rsplit(":", 1)[1])
     return None
 
 
@@ -214,3 +214,15 @@ def _kill_leftover_ray(session_id: int) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_reusing_a_sweep_name_for_another_spec_is_refused(tmp_path):
+    from workers.sweep import SpecMismatch
+
+    storage_url = f"sqlite:///{tmp_path / 'names.db'}"
+    prepare_sweep(tiny_spec("samename", variants=["sgd"]), storage_url)
+    prepare_sweep(tiny_spec("samename", variants=["sgd"]), storage_url)  # the same spec again is fine
+    with pytest.raises(SpecMismatch, match="differs in: epochs"):
+        prepare_sweep(tiny_spec("samename", variants=["sgd"], epochs=7), storage_url)
+    studies = prepare_sweep(tiny_spec("samename", variants=["sgd"]), storage_url)
+    assert len(studies["sgd"].get_trials(deepcopy=False)) == 9, "the refused spec enqueued nothing"

@@ -135,3 +135,17 @@ def test_cli_help_reads_well():
     assert result.exit_code == 0 and "train" in result.output
     result = CliRunner().invoke(app, ["train", "--help"])
     assert result.exit_code == 0 and "--weight-decay" in result.output
+
+
+def test_resume_hands_back_the_restored_epochs(tmp_path):
+    config = TrialConfig(**SMALL, variant="sgdw", lr=0.05, weight_decay=5e-4, epochs=3)
+
+    def crash_after_second(metrics):
+        if metrics.epoch == 2:
+            raise RuntimeError("worker killed after the checkpoint, before the record")
+
+    with pytest.raises(RuntimeError):
+        train_trial(config, on_epoch=crash_after_second, checkpoint_dir=tmp_path)
+    restored = []
+    train_trial(config, checkpoint_dir=tmp_path, on_resume=restored.extend)
+    assert [m.epoch for m in restored] == [1, 2]

@@ -91,6 +91,7 @@ class TrialResult:
 
 EpochCallback = Callable[[EpochMetrics], None]
 StepCallback = Callable[[int, int], None]  # (step within epoch, steps per epoch)
+ResumeCallback = Callable[[list[EpochMetrics]], None]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -107,12 +108,14 @@ def train_trial(
     *,
     on_epoch: EpochCallback | None = None,
     on_step: StepCallback | None = None,
+    on_resume: ResumeCallback | None = None,
     checkpoint_dir: str | Path | None = None,
     dataset: DeviceDataset | None = None,
 ) -> TrialResult:
     """Train `config` to its last epoch (or until it diverges); resume from `checkpoint_dir` if it holds a checkpoint.
 
-    `on_epoch` is called after each epoch's checkpoint is on disk, so a crash inside it loses nothing.
+    `on_epoch` is called after each epoch's checkpoint is on disk, so a crash inside it loses nothing; after a resume,
+    `on_resume` receives the epochs restored from the checkpoint (a crash may have cut off their `on_epoch`).
     `dataset` lets a caller reuse tensors already on the device; it must be what `config` would load.
     """
     started = time.perf_counter()
@@ -152,6 +155,8 @@ def train_trial(
     checkpoint_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
     if checkpoint_path is not None and checkpoint_path.exists():
         start_epoch, history = _load_checkpoint(checkpoint_path, config, model, optimizer, scheduler, data_rng)
+        if on_resume is not None:
+            on_resume(list(history))
         if history and history[-1].diverged:
             return TrialResult(config.model_dump(), start_epoch, True, history, time.perf_counter() - started)
 

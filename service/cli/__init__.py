@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from service.cli import remote as _remote
 from service.cli import run as _run
+from service.cli import server as _server
 from service.cli import train as _train
 
 app = typer.Typer(
@@ -16,5 +18,17 @@ app = typer.Typer(
 )
 app.command("train", help=_train.__doc__)(_train.train)
 app.command("run", help=_run.__doc__)(_run.run)
+
+# The controller, on the server machine.
+app.command("serve")(_server.serve)
+app.add_typer(_server.db_app, name="db")
+app.add_typer(_server.token_app, name="token")
+
+# Clients of a running controller (HPSCAPE_URL, HPSCAPE_TOKEN).
+app.command("submit")(_remote.submit)
+app.command("list")(_remote.list_)
+app.command("status")(_remote.status)
+app.command("cancel")(_remote.cancel)
+app.command("export")(_remote.export)
 
 __all__ = ["app"]

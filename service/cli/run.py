@@ -12,7 +12,8 @@ from rich.table import Table
 
 from service.cli._common import console, err_console, fail_usage
 
-_STATE_COLUMNS = ("COMPLETE", "PRUNED", "RUNNING", "WAITING", "FAIL")
+_STATE_COLUMNS = {"RUNNING": "running", "FAIL": "failed"}
+_BAR = 12
 
 
 def run(
@@ -29,13 +30,16 @@ def run(
     from landscapes import format_validation_error, get_preset, load_spec
     from service.settings import load_settings
 
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     settings = load_settings()
     storage = storage or settings.storage
     chosen = [x for x in (spec_file, preset, resume) if x is not None]
     if len(chosen) != 1:
         fail_usage("give exactly one of: a spec file, --preset NAME, or --resume NAME "
                    "(e.g. `hpscape run --preset quick`)")
-    from workers.sweep import SweepInterrupted, recorded_spec, run_sweep
+    from workers.sweep import SpecMismatch, SweepInterrupted, recorded_spec, run_sweep
 
     try:
         if resume is not None:
@@ -45,7 +49,7 @@ def run(
         else:
             spec = load_spec(spec_file)
             if name:
-                spec = spec.model_copy(update={"name": name})
+                spec = spec.replace(name=name)
     except ValidationError as exc:
         fail_usage("the sweep spec is invalid:\n  " + format_validation_error(exc).replace("\n", "\n  "))
     except (LookupError, ValueError, OSError) as exc:
@@ -64,7 +68,7 @@ def run(
                 data_dir=data_dir or settings.data_dir, ray_address=ray_address or settings.ray_address,
                 resume=resume is not None, on_progress=on_progress,
             )
-        except SweepInterrupted as exc:
+        except (SweepInterrupted, SpecMismatch) as exc:
             live.stop()
             fail_usage(str(exc))
     console.print(progress_table({"summary": outcome.summary, "spec": spec, "final": True,
@@ -85,20 +89,20 @@ def progress_table(snapshot: dict[str, Any]) -> Table:
     if not snapshot.get("final") and done_all and remaining > 0:
         title += f", ETA {elapsed / done_all * remaining:,.0f} s"
     table = Table(title=title)
-    table.add_column("variant")
-    table.add_column("done", justify="right")
-    table.add_column("", min_width=20)
-    for state in _STATE_COLUMNS:
-        table.add_column(state.lower(), justify="right")
+    table.add_column("variant", no_wrap=True)
+    table.add_column("done", justify="right", no_wrap=True)
+    table.add_column("", width=_BAR, no_wrap=True)
+    for label in _STATE_COLUMNS.values():
+        table.add_column(label, justify="right")
     table.add_column(f"best {spec.metric}", justify="right")
-    table.add_column("at lr, wd", justify="right")
+    table.add_column("at lr, wd", justify="right", no_wrap=True)
     for variant in spec.variants:
         info = summary.get(variant, {"counts": {}, "best": None})
         done = _done(info)
-        filled = int(20 * done / per_variant) if per_variant else 20
+        filled = int(_BAR * done / per_variant) if per_variant else _BAR
         best = info.get("best")
         table.add_row(
-            variant, f"{done}/{per_variant}", "█" * filled + "░" * (20 - filled),
+            variant, f"{done}/{per_variant}", "█" * filled + "░" * (_BAR - filled),
             *[str(info["counts"].get(state, 0)) for state in _STATE_COLUMNS],
             f"{best['value']:.4f}" if best else "-",
             f"{best['lr']:.3g}, {best['weight_decay']:.3g}" if best else "-",

@@ -38,6 +38,10 @@ class SweepInterrupted(RuntimeError):
     """Raised when trials are left RUNNING from an earlier driver and `resume` was not asked for."""
 
 
+class SpecMismatch(ValueError):
+    """Raised when a sweep name is reused for a different spec: its cells would mix with the old ones."""
+
+
 @dataclass
 class SweepOutcome:
     name: str
@@ -50,9 +54,17 @@ def prepare_sweep(spec: SweepSpec, storage_url: str) -> dict[str, optuna.Study]:
     """Create the per-variant studies and enqueue every grid (cell, seed) not yet recorded; safe to repeat."""
     storage = make_storage(storage_url)
     studies = {}
+    wanted = spec.model_dump(mode="json")
     for variant in spec.variants:
         studies[variant] = open_study(storage, spec.name, variant, sampler=_sampler(spec, variant))
-        studies[variant].set_user_attr(SPEC_ATTR, spec.model_dump(mode="json"))  # lets `--resume NAME` find it
+        recorded = studies[variant].user_attrs.get(SPEC_ATTR)
+        if recorded is not None and recorded != wanted:
+            differing = sorted(k for k in set(wanted) | set(recorded) if wanted.get(k) != recorded.get(k))
+            raise SpecMismatch(
+                f"sweep {spec.name!r} is already recorded in this storage with a different spec "
+                f"(differs in: {', '.join(differing)}); give this one another name (--name) or another --storage"
+            )
+        studies[variant].set_user_attr(SPEC_ATTR, wanted)  # lets `--resume NAME` find it
         if spec.grid is not None:
             enqueue_cells(studies[variant], spec.cells(variant), epochs_budget=spec.epochs)
     return studies
@@ -106,6 +118,7 @@ def run_sweep(
         }
 
     searcher = StudySearcher(spec, studies, make_config, orphans=orphans)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables; the display is ours
     _init_ray(ray_address)
     trainable = tune.with_resources(run_trial, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
     tuner = tune.Tuner(
@@ -116,6 +129,8 @@ def run_sweep(
             num_samples=-1,  # until the searcher says FINISHED
             max_concurrent_trials=spec.max_concurrent_trials,
             reuse_actors=True,  # a worker imports torch once, not once per cell
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
         ),
         run_config=tune.RunConfig(
             name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -155,13 +170,17 @@ def trial_config(
         "epochs": spec.epochs,
         "batch_size": spec.batch_size,
         "schedule": spec.schedule,
-        "seed": int(frozen.user_attrs[Attr.seed]),
+        "seed": int(frozen.user_attrs[Attr.SEED]),
         "device": "cuda" if fast else "cpu",
         "precision": "bf16" if fast else "fp32",
         "channels_last": fast,
         "compile": fast,
         "data_dir": str(data_dir) if data_dir is not None else None,
     }
+
+
+def _trial_name(trial) -> str:
+    return f"{trial.config['trial']['variant']}-{trial.config['number']:05d}-{trial.trial_id}"
 
 
 def _settle_leftovers(studies: dict[str, optuna.Study], searcher: StudySearcher, results) -> None:
@@ -173,9 +192,9 @@ def _settle_leftovers(studies: dict[str, optuna.Study], searcher: StudySearcher,
         if number is not None and variant is not None:
             errors[(variant, int(number))] = str(result.error) if result.error else False
     for variant, number in searcher.dispatched:
-        outcome = settle(studies[variant], number, error=errors.get((variant, number), False),
-                         cancelled=searcher.cancelling)
-        if outcome not in ("recorded", "left running"):
+        outcome = settle(studies[variant], number, objective=searcher.metric,
+                         error=errors.get((variant, number), False), cancelled=searcher.cancelling)
+        if outcome not in ("recorded", "left running", "completed"):
             log.warning("trial %s/%s #%d was %s after Ray finished it", studies[variant].study_name, variant,
                         number, outcome)
 
@@ -205,13 +224,12 @@ def _init_ray(address: str | None) -> None:
 
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the record is Optuna; no CSV/JSON/TB logs
+    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}  # the record and the display are ours
     if address:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, **quiet)
     else:
         # Local Ray: loopback only, no dashboard (nothing listens beyond this machine).
-        ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
 
 
 class _ProgressCallback(Callback):
@@ -224,7 +242,13 @@ class _ProgressCallback(Callback):
         self._last = 0.0
         self._started = time.time()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles callbacks into its experiment state; the display and the connection pool stay behind.
+        return {**self.__dict__, "_storage": None, "_on_progress": None}
+
     def on_step(self, iteration, trials, **info) -> None:
+        if self._on_progress is None or self._storage is None:
+            return
         now = time.time()
         if now - self._last < _PROGRESS_INTERVAL_S:
             return
@@ -237,4 +261,4 @@ class _ProgressCallback(Callback):
         self._on_progress({"summary": summary, "spec": self._spec, "final": False, "elapsed_s": now - self._started})
 
 
-__all__ = ["SweepInterrupted", "SweepOutcome", "prepare_sweep", "recorded_spec", "run_sweep", "trial_config"]
+__all__ = ["SpecMismatch", "SweepInterrupted", "SweepOutcome", "prepare_sweep", "recorded_spec", "run_sweep", "trial_config"]

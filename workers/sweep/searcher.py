@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from landscapes import SweepSpec
-from landscapes.record import Attr, ask_bayes, claim_next, fail_trial, open_study, stop_trial
+from landscapes.record import Attr, ask_bayes, claim_next, fail_trial, finish_trial, stop_trial
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,8 @@ class StudySearcher(Searcher):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         pick = self._live.pop(trial_id, None)
         if pick is not None:
-            settle(self._studies[pick[0]], pick[1], error=error, last_epoch=(result or {}).get("epoch"),
-                   cancelled=self.cancelling)
+            settle(self._studies[pick[0]], pick[1], objective=self._spec.metric, error=error,
+                   last_epoch=(result or {}).get("epoch"), cancelled=self.cancelling)
 
     def _trial_id(self, variant: str, number: int) -> int:
         study = self._studies[variant]
@@ -104,10 +104,14 @@ class StudySearcher(Searcher):
         pass
 
 
+_FINAL_METRICS = (Attr.TEST_ERROR, Attr.TEST_LOSS, Attr.TRAIN_LOSS, Attr.TRAIN_ERROR, Attr.IMAGES_PER_S, Attr.WALL_S)
+
+
 def settle(
     study: optuna.Study,
     number: int,
     *,
+    objective: str,
     error: bool | str,
     last_epoch: int | None = None,
     cancelled: bool = False,
@@ -123,7 +127,12 @@ def settle(
         message = error if isinstance(error, str) else "the Ray trial failed after all retries"
         fail_trial(study, number, message)
         return "failed"
-    epochs_done = int(frozen.user_attrs.get(Attr.epochs_done, last_epoch or 0))
+    epochs_done = int(frozen.user_attrs.get(Attr.EPOCHS_DONE, last_epoch or 0))
+    budget = int(frozen.user_attrs.get(Attr.EPOCHS_BUDGET, 0))
+    if budget and epochs_done >= budget:  # trained to the end; only the final write was cut off
+        metrics = {k: frozen.user_attrs[k] for k in _FINAL_METRICS if frozen.user_attrs.get(k) is not None}
+        finish_trial(study, number, metrics, objective=objective, diverged=bool(frozen.user_attrs.get(Attr.DIVERGED)))
+        return "completed"
     if epochs_done == 0:
         fail_trial(study, number, "the Ray trial ended before its first epoch was recorded")
         return "failed"

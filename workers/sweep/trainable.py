@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,10 @@ def _storage(url: str):
 
 def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable. `config` is what `StudySearcher.suggest` produced."""
+    import torch
     from ray import tune
 
     from workers.train import TrialConfig, train_trial
-
-    import torch
 
     torch.set_num_threads(int(config.get("threads", 1)))  # the trial's CPU share, so parallel trials do not contend
     trial = TrialConfig(**config["trial"])
@@ -43,26 +43,35 @@ def run_trial(config: dict[str, Any]) -> None:
     study = open_study(_storage(config["storage"]), config["sweep"], trial.variant, create=False)
     number = int(config["number"])
     trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    study._storage.set_trial_user_attr(trial_id, Attr.worker, f"{socket.gethostname()}:{os.getpid()}")
+    study._storage.set_trial_user_attr(trial_id, Attr.WORKER, f"{socket.gethostname()}:{os.getpid()}")
 
+    started = time.perf_counter()
+    # Wall time accumulates over retries: a resumed worker adds its time to what its predecessors recorded.
+    earlier_wall_s = float(study._storage.get_trial(trial_id).user_attrs.get(Attr.WALL_S) or 0.0)
     first_epoch: list[int] = []
+
+    def values_of(metrics) -> dict[str, float]:
+        return {**_metric_values(metrics), "wall_s": earlier_wall_s + time.perf_counter() - started}
 
     def on_epoch(metrics) -> None:
         if not first_epoch:  # the first epoch this worker trains tells whether it resumed from a checkpoint
             first_epoch.append(metrics.epoch)
-            study._storage.set_trial_user_attr(trial_id, Attr.resumed_from_epoch, metrics.epoch - 1)
-        values = _metric_values(metrics)
+            study._storage.set_trial_user_attr(trial_id, Attr.RESUMED_FROM_EPOCH, metrics.epoch - 1)
+        values = values_of(metrics)
         record_epoch(study, number, metrics.epoch, values, objective=objective)
+        if metrics.epoch == trial.epochs or metrics.diverged:
+            # Finish before the last report: a scheduler may stop the trial the moment it sees the final epoch.
+            finish_trial(study, number, values, objective=objective, diverged=metrics.diverged)
         tune.report({"epoch": metrics.epoch, "number": number, **values})
 
+    def on_resume(history) -> None:
+        # A worker killed between a checkpoint and its record left that epoch unrecorded: record it now.
+        for metrics in history:
+            record_epoch(study, number, metrics.epoch, _metric_values(metrics), objective=objective)
+
     checkpoint_dir = checkpoint_dir_for(config["runs_dir"], config["sweep"], trial.variant, number)
-    result = train_trial(trial, on_epoch=on_epoch, checkpoint_dir=checkpoint_dir)
-    # A crash between a checkpoint and its record (or a resumed, already finished run) would leave epochs unrecorded.
-    for metrics in result.history:
-        record_epoch(study, number, metrics.epoch, _metric_values(metrics), objective=objective)
-    final = _metric_values(result.final)
-    final["wall_s"] = result.wall_s
-    finish_trial(study, number, final, objective=objective, diverged=result.diverged)
+    result = train_trial(trial, on_epoch=on_epoch, on_resume=on_resume, checkpoint_dir=checkpoint_dir)
+    finish_trial(study, number, values_of(result.final), objective=objective, diverged=result.diverged)
 
 
 def _metric_values(metrics) -> dict[str, float]:

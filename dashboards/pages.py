@@ -1,0 +1,180 @@
+"""The HTML pages (thin shells: their scripts fetch the API) and the static files they load.
+
+plotly.js comes from the installed plotly package (its package data holds plotly.min.js), so
+the pages work with no internet access.
+"""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "STATIC_DIR",
+    "STATIC_FILES",
+    "plotly_js_path",
+    "static_path",
+    "sweep_list_html",
+    "sweep_page_html",
+]
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+# The files the pages load, with their media types; nothing else is served from STATIC_DIR.
+STATIC_FILES: dict[str, str] = {
+    "hpscape.css": "text/css; charset=utf-8",
+    "sweep.js": "text/javascript; charset=utf-8",
+    "sweeps.js": "text/javascript; charset=utf-8",
+}
+
+
+def plotly_js_path() -> Path:
+    """plotly.min.js as shipped inside the installed plotly Python package."""
+    import plotly
+
+    path = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: the plotly package is incomplete; reinstall it "
+            "(pip install --force-reinstall plotly)"
+        )
+    return path
+
+
+def static_path(name: str) -> Path:
+    """The path of static file `name`; KeyError for anything not in STATIC_FILES."""
+    if name not in STATIC_FILES:
+        raise KeyError(f"no static file {name!r}")
+    return STATIC_DIR / name
+
+
+def _config_script(config: dict[str, Any]) -> str:
+    # "<" escaped so that no value can close the script element.
+    payload = json.dumps(config).replace("<", "\\u003c")
+    return f'<script id="hpscape-config" type="application/json">{payload}</script>'
+
+
+def _head(title: str, static_base: str) -> str:
+    """Everything up to (not including) the closing </head>."""
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title>"
+        f'<link rel="icon" href="data:,"><link rel="stylesheet" href="{escape(static_base)}/hpscape.css">'
+    )
+
+
+def sweep_page_html(
+    sweep_id: str,
+    *,
+    api_base: str = "/api/v1",
+    static_base: str = "/static",
+    pages_base: str = "",
+    poll_seconds: float = 5.0,
+) -> str:
+    """The Figure 2 page of one sweep; its script polls the landscape API while the sweep runs."""
+    config = {
+        "sweep_id": sweep_id,
+        "api": api_base,
+        "pages": pages_base,
+        "poll_ms": int(poll_seconds * 1000),
+    }
+    # sweep.js comes first so that its landscape request overlaps plotly.js's compilation.
+    head = _head(f"hpscape · {sweep_id}", static_base)
+    scripts = (
+        _config_script(config)
+        + f'<script src="{escape(static_base)}/sweep.js"></script>'
+        + f'<script src="{escape(static_base)}/plotly.min.js"></script>'
+    )
+    return (
+        head
+        + scripts
+        + f"""</head>
+<body class="sweep-page">
+<header>
+  <a class="back" href="{escape(pages_base)}/sweeps">&larr; sweeps</a>
+  <h1 id="sweep-name">{escape(sweep_id)}</h1>
+  <span id="sweep-status" class="badge">loading</span>
+  <div class="progress" title="finished trials"><div id="progress-bar" class="bar"></div></div>
+  <span id="progress-text" class="muted"></span>
+</header>
+<section class="controls">
+  <label>metric <select id="metric"></select></label>
+  <label>epoch <select id="epoch"><option value="">final</option></select></label>
+  <label>colour range <input id="clip-lo" type="number" step="any" size="6"> &ndash;
+    <input id="clip-hi" type="number" step="any" size="6"> <span id="clip-unit"></span></label>
+  <button id="clip-reset" type="button">reset range</button>
+  <label id="model-toggle" hidden><input id="model" type="checkbox"> model surface</label>
+  <label><input id="live" type="checkbox" checked> live</label>
+  <span id="updated" class="muted"></span>
+  <span class="exports">export
+    <button type="button" data-export="html">HTML</button>
+    <button type="button" id="export-png">PNG</button>
+    <button type="button" data-export="csv">CSV</button>
+    <button type="button" data-export="json">JSON</button>
+  </span>
+</section>
+<form id="auth" class="auth" hidden onsubmit="return false">
+  This server needs an API token to read sweeps:
+  <input id="token" type="password" size="40" placeholder="token" autocomplete="off">
+  <button id="token-save" type="submit">use token</button>
+</form>
+<div id="message" class="message" hidden></div>
+<div id="notes" class="notes" hidden></div>
+<div id="figure" class="figure"></div>
+<section>
+  <h2>Coupling</h2>
+  <p class="muted">ridge slope: slope of log2(best weight decay) against log2(lr) over the lr rows
+  (&asymp; &minus;1 coupled, &asymp; 0 decoupled); separability: share of variance explained by
+  row + column effects; basin: cells within 10&nbsp;% of the best.</p>
+  <table id="coupling" class="grid-table"></table>
+</section>
+<section class="detail">
+  <div class="curves-box">
+    <h2 id="curves-title">Learning curves</h2>
+    <p id="curves-hint" class="muted">Click a cell to see the learning curves of its trials.</p>
+    <div id="curves" class="curves"></div>
+  </div>
+  <div class="trials-box">
+    <h2 id="table-title">Trials</h2>
+    <label>variant <select id="table-variant"></select></label>
+    <button id="table-best" type="button">best trials</button>
+    <table id="trials" class="grid-table"></table>
+  </div>
+</section>
+</body></html>
+"""
+    )
+
+
+def sweep_list_html(
+    *,
+    api_base: str = "/api/v1",
+    static_base: str = "/static",
+    pages_base: str = "",
+    poll_seconds: float = 5.0,
+) -> str:
+    """The list of sweeps with their status and progress; refreshed by polling."""
+    config = {"api": api_base, "pages": pages_base, "poll_ms": int(poll_seconds * 1000)}
+    return (
+        _head("hpscape · sweeps", static_base)
+        + f"""</head>
+<body class="list-page">
+<header><h1>Sweeps</h1><span id="updated" class="muted"></span></header>
+<form id="auth" class="auth" hidden onsubmit="return false">
+  This server needs an API token to read sweeps:
+  <input id="token" type="password" size="40" placeholder="token" autocomplete="off">
+  <button id="token-save" type="submit">use token</button>
+</form>
+<div id="message" class="message" hidden></div>
+<table id="sweeps" class="grid-table">
+  <thead><tr><th>sweep</th><th>status</th><th>progress</th><th>owner</th><th>created</th><th>finished</th></tr></thead>
+  <tbody></tbody>
+</table>
+<button id="more" type="button" hidden>more</button>
+{_config_script(config)}
+<script src="{escape(static_base)}/sweeps.js"></script>
+</body></html>
+"""
+    )

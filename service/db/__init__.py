@@ -1,0 +1,23 @@
+"""The service's database: tables, engine, and migrations."""
+
+from service.db.engine import begin_write, make_engine, make_session_factory, normalize_url
+from service.db.migrate import VERSION_TABLE, current_revision, head_revision, upgrade
+from service.db.models import SWEEP_STATES, TERMINAL_STATES, Base, IdempotencyRow, SweepRow, TokenRow, utcnow
+
+__all__ = [
+    "SWEEP_STATES",
+    "TERMINAL_STATES",
+    "VERSION_TABLE",
+    "Base",
+    "begin_write",
+    "IdempotencyRow",
+    "SweepRow",
+    "TokenRow",
+    "current_revision",
+    "head_revision",
+    "make_engine",
+    "make_session_factory",
+    "normalize_url",
+    "upgrade",
+    "utcnow",
+]

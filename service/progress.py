@@ -1,0 +1,131 @@
+"""What the Optuna record says about a sweep: counts by state, best cells, trial rows, CSV export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from landscapes import study_name
+from landscapes.record import PARAM_LR, PARAM_WEIGHT_DECAY, Attr
+
+__all__ = ["TRIAL_COLUMNS", "load_trials", "trial_row", "trials_csv", "variant_summaries"]
+
+TRIAL_COLUMNS = (
+    "variant", "number", "state", "lr", "weight_decay", "seed", "value", "epochs_done", "epochs_budget",
+    "diverged", "stopped_early", "test_error", "test_loss", "train_error", "train_loss", "images_per_s", "wall_s",
+    "started_at", "completed_at", "error",
+)
+
+
+def load_trials(storage: BaseStorage, record_name: str, variants: Iterable[str]) -> dict[str, list[FrozenTrial]]:
+    """Every trial of each variant's study (an empty list for a study not created yet), variants in spec order."""
+    out: dict[str, list[FrozenTrial]] = {}
+    for variant in variants:
+        try:
+            study_id = storage.get_study_id_from_name(study_name(record_name, variant))
+        except KeyError:
+            out[variant] = []
+            continue
+        out[variant] = storage.get_all_trials(study_id, deepcopy=False)
+    return out
+
+
+def variant_summaries(trials_by_variant: dict[str, list[FrozenTrial]], record_name: str) -> dict[str, dict[str, Any]]:
+    """The same shape as `landscapes.record.sweep_summary`, from trials already loaded (known variants only)."""
+    summary: dict[str, dict[str, Any]] = {}
+    for variant, trials in trials_by_variant.items():
+        counts = {state.name: 0 for state in TrialState}
+        for trial in trials:
+            counts[trial.state.name] += 1
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        healthy = [t for t in complete if not t.user_attrs.get(Attr.DIVERGED)]
+        best = min(healthy, key=lambda t: (t.value, t.number), default=None)
+        summary[variant] = {
+            "study": study_name(record_name, variant),
+            "n_trials": len(trials),
+            "counts": counts,
+            "diverged": len(complete) - len(healthy),
+            "best": None if best is None else {
+                "number": best.number,
+                "value": best.value,
+                "lr": best.params.get(PARAM_LR),
+                "weight_decay": best.params.get(PARAM_WEIGHT_DECAY),
+                "seed": best.user_attrs.get(Attr.SEED),
+            },
+        }
+    return summary
+
+
+def _finite(value: Any) -> float | None:
+    # JSON has no NaN or infinity; an undefined measurement is null.
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    # Optuna stores naive UTC (>= 5) or naive local time (older); both come back naive.
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+def trial_row(variant: str, trial: FrozenTrial) -> dict[str, Any]:
+    """One trial as a flat, JSON-ready record (the columns of the CSV export)."""
+    attrs = trial.user_attrs
+    epochs_done = attrs.get(Attr.EPOCHS_DONE)
+    epochs_budget = attrs.get(Attr.EPOCHS_BUDGET)
+    seed = attrs.get(Attr.SEED)
+    return {
+        "variant": variant,
+        "number": trial.number,
+        "state": trial.state.name,
+        "lr": _finite(trial.params.get(PARAM_LR)),
+        "weight_decay": _finite(trial.params.get(PARAM_WEIGHT_DECAY)),
+        "seed": seed if isinstance(seed, int) else None,
+        "value": _finite(trial.value) if trial.values is not None and len(trial.values) == 1 else None,
+        "epochs_done": epochs_done if isinstance(epochs_done, int) else None,
+        "epochs_budget": epochs_budget if isinstance(epochs_budget, int) else None,
+        "diverged": bool(attrs.get(Attr.DIVERGED, False)),
+        "stopped_early": bool(attrs.get(Attr.STOPPED_EARLY, False)),
+        "test_error": _finite(attrs.get(Attr.TEST_ERROR)),
+        "test_loss": _finite(attrs.get(Attr.TEST_LOSS)),
+        "train_error": _finite(attrs.get(Attr.TRAIN_ERROR)),
+        "train_loss": _finite(attrs.get(Attr.TRAIN_LOSS)),
+        "images_per_s": _finite(attrs.get(Attr.IMAGES_PER_S)),
+        "wall_s": _finite(attrs.get(Attr.WALL_S)),
+        "started_at": _utc(trial.datetime_start),
+        "completed_at": _utc(trial.datetime_complete),
+        "error": attrs.get(Attr.ERROR) if isinstance(attrs.get(Attr.ERROR), str) else None,
+    }
+
+
+def trials_csv(rows: Iterable[dict[str, Any]], *, extra: dict[str, str] | None = None) -> str:
+    """CSV text with a header line; `extra` columns (e.g. the sweep id) are prepended to every row."""
+    extra = extra or {}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*extra, *TRIAL_COLUMNS])
+    for row in rows:
+        cells = []
+        for column in TRIAL_COLUMNS:
+            value = row[column]
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, float):
+                value = repr(value)  # round-trips exactly
+            cells.append("" if value is None else value)
+        writer.writerow([*extra.values(), *cells])
+    return buffer.getvalue()
+

@@ -1,0 +1,34 @@
+"""The durable sweep queue: claims, state changes, the dispatcher thread and the detached driver processes."""
+
+from service.queue.dispatcher import Dispatcher, TickReport
+from service.queue.launcher import Launched, Launcher, SubprocessLauncher
+from service.queue.processes import is_alive, session_members, stop_session
+from service.queue.states import (
+    Claim,
+    claim_next,
+    fail_running_trials,
+    finalize_cancel,
+    finish,
+    heartbeat,
+    mark_launched,
+    take_over,
+)
+
+__all__ = [
+    "Claim",
+    "Dispatcher",
+    "Launched",
+    "Launcher",
+    "SubprocessLauncher",
+    "TickReport",
+    "claim_next",
+    "fail_running_trials",
+    "finalize_cancel",
+    "finish",
+    "heartbeat",
+    "is_alive",
+    "mark_launched",
+    "session_members",
+    "stop_session",
+    "take_over",
+]

@@ -1,0 +1,534 @@
+"""Landscapes built from studies filled with synthetic trials (no training), checked cell by cell.
+
+The helpers at the top (`synthetic_error`, `sweep_trials`, `bulk_add_trials`, `seed_sweep`) are
+also used by the dashboard tests and the landscape benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution, distribution_to_json
+from optuna.storages import RDBStorage
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState, create_trial
+from sqlalchemy import func, insert, select
+
+from landscapes import (
+    DIVERGED_VALUE,
+    SPEC_ATTR,
+    Attr,
+    Cell,
+    LandscapeError,
+    SweepSpec,
+    build_landscape,
+    build_sweep_landscapes,
+    claim_next,
+    enqueue_cells,
+    fail_trial,
+    finish_trial,
+    get_preset,
+    make_storage,
+    open_study,
+    record_epoch,
+    stop_trial,
+    trial_details,
+)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic sweeps (shared with tests/test_dashboard*.py and bench/landscape_build.py)
+
+COUPLED = ("sgd", "adam", "adamw-torch")
+
+
+def synthetic_error(variant: str, lr: float, wd: float) -> float:
+    """A Figure-2-like test error: a diagonal valley for L2 variants, an upright one otherwise.
+
+    Coordinates are log2(lr / family scale) and log2(wd / 0.001); SGD+L2's best cells lie on
+    lr * wd ~ 6e-5 (PROTOCOL section 3), SGDW's and AdamW's in a band at wd ~ 3.75e-4.
+    """
+    x = math.log2(lr / (0.1 if variant.startswith("adam") else 1.0))
+    y = math.log2(wd / 0.001) if wd > 0 else -9.0
+    base = 0.049 if variant == "adam" else 0.038
+    if variant in COUPLED:
+        return base + 0.004 * (x + y + 4.0) ** 2 + 0.0012 * (x + 3.0) ** 2
+    return base + 0.004 * (y + 1.4) ** 2 + 0.0012 * (x + 3.0) ** 2
+
+
+def _distributions(lrs: Sequence[float], wds: Sequence[float]) -> dict[str, FloatDistribution]:
+    # What record.enqueue_cells declares for a grid.
+    return {
+        "lr": FloatDistribution(min(lrs), max(lrs), log=True),
+        "weight_decay": FloatDistribution(0.0, max(max(wds), 1e-12)),
+    }
+
+
+def make_trial(
+    variant: str,
+    cell: Cell,
+    *,
+    state: str = "done",
+    epochs: int,
+    value: float,
+    distributions: dict[str, FloatDistribution],
+    objective: str = "test_error",
+    epochs_done: int | None = None,
+) -> FrozenTrial:
+    """A FrozenTrial as the workers leave it: params, bookkeeping attrs, per-epoch objective.
+
+    `state`: done, diverged, running (at `epochs_done`), queued, failed or stopped.
+    """
+    params = {"lr": cell.lr, "weight_decay": cell.weight_decay}
+    attrs: dict[str, Any] = {
+        Attr.VARIANT: variant,
+        Attr.SEED: cell.seed,
+        Attr.CELL: cell.key,
+        Attr.EPOCHS_BUDGET: epochs,
+    }
+    if state == "queued":
+        return create_trial(state=TrialState.WAITING, params=params, distributions=distributions,
+                            user_attrs=attrs, system_attrs={"fixed_params": params})
+    done = {"done": epochs, "diverged": max(1, epochs // 3), "failed": max(1, epochs // 2)}.get(
+        state, epochs_done if epochs_done is not None else max(1, epochs // 2)
+    )
+    scale = 3.0 if objective == "test_loss" else 1.0
+    # Falls from 0.6 to exactly `value` at the last epoch of the budget.
+    decay = [(math.exp(-4.0 * e / epochs) - math.exp(-4.0)) / (1 - math.exp(-4.0)) for e in range(done + 1)]
+    curve = {e: scale * (value + (0.6 - value) * decay[e]) for e in range(1, done + 1)}
+    attrs[Attr.EPOCHS_DONE] = done
+    last = curve[done] / scale
+    metrics = {Attr.TEST_ERROR: last, Attr.TEST_LOSS: 3.0 * last, Attr.TRAIN_LOSS: 2.0 * last,
+               Attr.TRAIN_ERROR: 0.5 * last}
+    if state == "diverged":
+        curve[done] = DIVERGED_VALUE if objective.endswith("error") else 1e3
+        attrs.update({Attr.DIVERGED: True, Attr.TEST_ERROR: None, Attr.TEST_LOSS: None, Attr.TRAIN_LOSS: None,
+                      Attr.TRAIN_ERROR: None})
+        return create_trial(state=TrialState.COMPLETE, value=curve[done], params=params,
+                            distributions=distributions, user_attrs=attrs, intermediate_values=curve)
+    attrs.update(metrics)
+    attrs[Attr.DIVERGED] = False
+    if state == "done":
+        return create_trial(state=TrialState.COMPLETE, value=curve[done], params=params,
+                            distributions=distributions, user_attrs=attrs, intermediate_values=curve)
+    if state == "stopped":
+        attrs[Attr.STOPPED_EARLY] = True
+        return create_trial(state=TrialState.PRUNED, value=curve[done], params=params,
+                            distributions=distributions, user_attrs=attrs, intermediate_values=curve)
+    if state == "failed":
+        attrs[Attr.ERROR] = "RuntimeError: synthetic failure"
+        return create_trial(state=TrialState.FAIL, params=params, distributions=distributions,
+                            user_attrs=attrs, intermediate_values=curve)
+    if state == "running":
+        return create_trial(state=TrialState.RUNNING, params=params, distributions=distributions,
+                            user_attrs=attrs, intermediate_values=curve)
+    raise ValueError(f"unknown synthetic state {state!r}")
+
+
+StateRule = Callable[[str, Cell], str]
+
+
+def sweep_trials(
+    spec: SweepSpec,
+    variant: str,
+    *,
+    state_for: StateRule | None = None,
+    noise: float = 0.0008,
+    rng_seed: int = 0,
+) -> list[FrozenTrial]:
+    """Every (cell, seed) of a grid spec for one variant as a synthetic trial."""
+    rng = np.random.default_rng([rng_seed, spec.variants.index(variant)])
+    cells = spec.cells(variant)
+    assert spec.grid is not None
+    dists = _distributions(spec.lr_values(variant), spec.grid.weight_decay)
+    trials = []
+    for cell in cells:
+        state = state_for(variant, cell) if state_for else "done"
+        value = synthetic_error(variant, cell.lr, cell.weight_decay) + noise * float(rng.standard_normal())
+        trials.append(make_trial(variant, cell, state=state, epochs=spec.epochs, value=value,
+                                 distributions=dists, objective=spec.metric))
+    return trials
+
+
+def bulk_add_trials(study: Study, trials: Sequence[FrozenTrial]) -> None:
+    """Append `trials` to an RDB-backed study in one transaction (study.add_trials takes ~0.1 s each).
+
+    Writes exactly the rows RDBStorage writes for add_trial; `test_bulk_add_matches_add_trials`
+    checks that Optuna reads them back identically.
+    """
+    from optuna.storages._rdb import models
+
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)
+    assert isinstance(backend, RDBStorage), "bulk_add_trials needs an RDBStorage"
+    sid = study._study_id
+    trial_t = models.TrialModel.__table__
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    with backend.engine.begin() as conn:
+        start = conn.execute(select(func.count()).select_from(trial_t).where(trial_t.c.study_id == sid)).scalar_one()
+        conn.execute(insert(trial_t), [
+            {"number": start + k, "study_id": sid, "state": t.state,
+             "datetime_start": None if t.state == TrialState.WAITING else now,
+             "datetime_complete": now if t.state.is_finished() else None}
+            for k, t in enumerate(trials)
+        ])
+        ids = dict(conn.execute(select(trial_t.c.number, trial_t.c.trial_id).where(
+            trial_t.c.study_id == sid, trial_t.c.number >= start)).all())
+        params, values, attrs, system, steps = [], [], [], [], []
+        for k, t in enumerate(trials):
+            tid = ids[start + k]
+            for name, value in t.params.items():
+                dist = t.distributions[name]
+                params.append({"trial_id": tid, "param_name": name, "param_value": dist.to_internal_repr(value),
+                               "distribution_json": distribution_to_json(dist)})
+            if t.values is not None:
+                for obj, value in enumerate(t.values):
+                    stored, kind = models.TrialValueModel.value_to_stored_repr(value)
+                    values.append({"trial_id": tid, "objective": obj, "value": stored, "value_type": kind})
+            attrs += [{"trial_id": tid, "key": key, "value_json": json.dumps(v)} for key, v in t.user_attrs.items()]
+            system += [{"trial_id": tid, "key": key, "value_json": json.dumps(v)} for key, v in t.system_attrs.items()]
+            for step, value in t.intermediate_values.items():
+                stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(value)
+                steps.append({"trial_id": tid, "step": step, "intermediate_value": stored,
+                              "intermediate_value_type": kind})
+        for model, rows in ((models.TrialParamModel, params), (models.TrialValueModel, values),
+                            (models.TrialUserAttributeModel, attrs), (models.TrialSystemAttributeModel, system),
+                            (models.TrialIntermediateValueModel, steps)):
+            if rows:
+                conn.execute(insert(model.__table__), rows)
+
+
+def seed_sweep(
+    storage: RDBStorage,
+    spec: SweepSpec,
+    *,
+    record_name: str | None = None,
+    state_for: StateRule | None = None,
+    rng_seed: int = 0,
+) -> dict[str, Study]:
+    """Create the studies of a grid sweep (spec stored as ``sweep_spec``) and fill them with synthetic trials."""
+    name = record_name or spec.name
+    studies = {}
+    for variant in spec.variants:
+        study = open_study(storage, name, variant)
+        study.set_user_attr(SPEC_ATTR, spec.model_dump(mode="json"))
+        bulk_add_trials(study, sweep_trials(spec, variant, state_for=state_for, rng_seed=rng_seed))
+        studies[variant] = study
+    return studies
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures
+
+SMALL = SweepSpec.model_validate(
+    {
+        "name": "small",
+        "dataset": "synthetic",
+        "model": "shake_shake_8_2x16d",
+        "variants": ["sgd", "sgdw"],
+        "epochs": 3,
+        "batch_size": 16,
+        "metric": "test_error",
+        "seeds": [0, 1],
+        "grid": {"lr": [0.25, 0.5, 1.0], "weight_decay": [0.0, 0.0005, 0.001]},
+    }
+)
+
+
+@pytest.fixture
+def sqlite_storage(tmp_path) -> RDBStorage:
+    return make_storage(f"sqlite:///{tmp_path / 'landscape.db'}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The record path: trials written by the same functions the workers use
+
+
+def _run_recorded(study: Study, outcomes: dict[str, Any], epochs: int) -> dict[str, int]:
+    """Claim every queued trial and act out `outcomes[cell.key]`; returns cell key -> trial number.
+
+    An outcome is ("done", value), ("diverged",), ("running", epochs_done), ("failed",),
+    ("stopped", epochs_done, value) or ("queued",) (left unclaimed).
+    """
+    numbers: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        numbers[trial.user_attrs[Attr.CELL]] = trial.number
+    for key, number in sorted(numbers.items(), key=lambda kv: kv[1]):
+        outcome = outcomes.get(key, ("queued",))
+        if outcome[0] == "queued":
+            continue
+        claimed = claim_next(study)
+        assert claimed == number, "trials are claimed in number order"
+        kind = outcome[0]
+        last = {"done": epochs, "diverged": 1, "failed": 1}.get(kind, outcome[1] if len(outcome) > 1 else 1)
+        value = outcome[-1] if kind in ("done", "stopped") else 0.5
+        for epoch in range(1, last + 1):
+            v = value + 0.1 * (last - epoch)
+            record_epoch(study, number, epoch, {"test_error": v, "test_loss": 3 * v, "train_loss": 2 * v},
+                         objective="test_error")
+        if kind == "done":
+            finish_trial(study, number, {"test_error": value, "test_loss": 3 * value, "train_loss": 2 * value},
+                         objective="test_error")
+        elif kind == "diverged":
+            finish_trial(study, number, {"test_error": math.nan, "test_loss": math.nan, "train_loss": math.nan},
+                         objective="test_error", diverged=True)
+        elif kind == "failed":
+            fail_trial(study, number, "RuntimeError: boom")
+        elif kind == "stopped":
+            stop_trial(study, number, epochs_done=last)
+    return numbers
+
+
+def _key(lr: float, wd: float, seed: int) -> str:
+    return Cell(lr, wd, seed).key
+
+
+def test_grid_landscape_cell_by_cell_from_recorded_trials(sqlite_storage: RDBStorage) -> None:
+    spec = SMALL
+    study = open_study(sqlite_storage, "rec", "sgd")
+    study.set_user_attr(SPEC_ATTR, spec.model_dump(mode="json"))
+    enqueue_cells(study, spec.cells("sgd"), epochs_budget=spec.epochs)
+    outcomes = {
+        _key(0.25, 0.0, 0): ("done", 0.10), _key(0.25, 0.0, 1): ("done", 0.14),       # mean .12, 2 seeds
+        _key(0.25, 0.0005, 0): ("done", 0.05), _key(0.25, 0.0005, 1): ("diverged",),  # n=1 + 1 diverged
+        _key(0.25, 0.001, 0): ("diverged",), _key(0.25, 0.001, 1): ("diverged",),     # diverged cell
+        _key(0.5, 0.0, 0): ("running", 2), _key(0.5, 0.0, 1): ("done", 0.20),         # running, value .20
+        _key(0.5, 0.0005, 0): ("failed",), _key(0.5, 0.0005, 1): ("failed",),         # failed, empty
+        _key(0.5, 0.001, 0): ("stopped", 2, 0.30), _key(0.5, 0.001, 1): ("stopped", 1, 0.40),
+        _key(1.0, 0.0, 0): ("done", 0.08), _key(1.0, 0.0, 1): ("queued",),
+        # (1.0, 0.0005) and (1.0, 0.001): both seeds queued
+    }
+    numbers = _run_recorded(study, outcomes, spec.epochs)
+    land = build_landscape(study)
+
+    assert land.kind == "grid" and land.shape == (3, 3)
+    assert land.lr.tolist() == [0.25, 0.5, 1.0]
+    assert land.weight_decay.tolist() == [0.0, 0.0005, 0.001]
+    expected_mean = [[0.12, 0.05, None], [0.20, None, 0.35], [0.08, None, None]]
+    expected_n = [[2, 1, 0], [1, 0, 2], [1, 0, 0]]
+    expected_state = [["done", "done", "diverged"], ["running", "failed", "stopped"], ["queued", "queued", "queued"]]
+    for i in range(3):
+        for j in range(3):
+            want = expected_mean[i][j]
+            got = land.mean[i, j]
+            assert (want is None and math.isnan(got)) or got == pytest.approx(want), (i, j, got)
+            assert land.n[i, j] == expected_n[i][j], (i, j)
+            assert land.state[i, j] == expected_state[i][j], (i, j)
+            cell_trials = sorted(numbers[_key(float(land.lr[i]), float(land.weight_decay[j]), s)] for s in (0, 1))
+            assert land.trials[i][j] == cell_trials
+    assert land.std[0, 0] == pytest.approx(np.std([0.10, 0.14], ddof=1))
+    assert land.std[1, 2] == pytest.approx(np.std([0.30, 0.40], ddof=1))
+    assert math.isnan(land.std[0, 1])  # one seed: no spread
+    assert land.budget[1, 2] == 2 and land.budget[0, 0] == 0
+    assert land.diverged.tolist() == [[False, False, True], [False, False, False], [False, False, False]]
+    assert land.n_diverged[0, 1] == 1 and land.n_diverged[0, 2] == 2
+    assert land.state_counts["queued"].sum() == 5
+    assert land.best_cells(3) == [(0, 1), (2, 0), (0, 0)]
+    assert land.progress() == {"done": 5, "diverged": 3, "stopped": 2, "running": 1, "queued": 5, "failed": 2}
+    assert any("stopped" in note for note in land.notes)
+    json.dumps(land.to_dict(), allow_nan=False)  # JSON-ready: no NaN anywhere
+
+
+def test_rdb_fast_path_matches_get_trials(sqlite_storage: RDBStorage) -> None:
+    """The SQL reader and the FrozenTrial reader build identical landscapes from the same trials."""
+    def state_for(variant: str, cell: Cell) -> str:
+        i = SMALL.lr_values(variant).index(cell.lr)
+        j = SMALL.grid.weight_decay.index(cell.weight_decay)
+        return ["done", "running", "diverged", "stopped", "queued", "failed"][(3 * i + j + cell.seed) % 6]
+
+    studies = seed_sweep(sqlite_storage, SMALL, state_for=state_for)
+    memory = optuna.storages.InMemoryStorage()
+    for variant, study in studies.items():
+        copy = optuna.create_study(storage=memory, study_name=study.study_name)
+        copy.set_user_attr(SPEC_ATTR, study.user_attrs[SPEC_ATTR])
+        copy.add_trials(study.get_trials())
+        for metric, epoch in (("test_error", None), ("train_loss", None), ("test_error", 2), ("test_loss", 3)):
+            fast = build_landscape(study, metric=metric, epoch=epoch).to_dict()
+            slow = build_landscape(copy, metric=metric, epoch=epoch).to_dict()
+            assert fast == slow, (variant, metric, epoch)
+
+
+def test_bulk_add_matches_add_trials(sqlite_storage: RDBStorage) -> None:
+    trials = sweep_trials(SMALL, "sgd", state_for=lambda v, c: "diverged" if c.seed else "done")[:4]
+    bulk = open_study(sqlite_storage, "bulk", "sgd")
+    plain = open_study(sqlite_storage, "plain", "sgd")
+    bulk_add_trials(bulk, trials)
+    plain.add_trials(trials)
+
+    def strip(t: FrozenTrial) -> tuple:
+        return (t.number, t.state, t.values, t.params, t.distributions, t.user_attrs, t.intermediate_values)
+
+    assert [strip(t) for t in bulk.get_trials()] == [strip(t) for t in plain.get_trials()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics and epochs
+
+
+def test_metrics_and_epochs(sqlite_storage: RDBStorage) -> None:
+    studies = seed_sweep(sqlite_storage, SMALL)
+    study = studies["sgdw"]
+    final = build_landscape(study)
+    loss = build_landscape(study, metric="train_loss")
+    np.testing.assert_allclose(loss.mean, 2 * final.mean)  # make_trial: train_loss = 2 x test_error
+    assert loss.value_source.startswith("user attr 'train_loss'")
+
+    early = build_landscape(study, epoch=1)
+    trial = study.get_trials()[0]
+    assert early.mean[0, 0] == pytest.approx(np.mean([t.intermediate_values[1] for t in study.get_trials()[:2]]))
+    assert early.mean[0, 0] > final.mean[0, 0]  # the synthetic curves fall
+    assert "epoch 1" in early.value_source and trial.intermediate_values[1] > trial.value
+
+    # Other metrics exist at the final epoch only; asking for them earlier says so and how to fix it.
+    with pytest.raises(LandscapeError, match=r"test_loss is not recorded at epoch 2.*test_error"):
+        build_landscape(study, metric="test_loss", epoch=2)
+    at_last = build_landscape(study, metric="test_loss", epoch=SMALL.epochs)  # the final epoch is fine
+    np.testing.assert_allclose(at_last.mean, 3 * final.mean)
+    with pytest.raises(LandscapeError, match="past this sweep's last epoch"):
+        build_landscape(study, epoch=SMALL.epochs + 1)
+    with pytest.raises(LandscapeError, match="unknown metric 'accuracy'"):
+        build_landscape(study, metric="accuracy")
+    with pytest.raises(LandscapeError, match="epoch must be an integer >= 1"):
+        build_landscape(study, epoch=0)
+
+
+def test_epoch_view_marks_diverged_trials(sqlite_storage: RDBStorage) -> None:
+    spec = SMALL.replace(epochs=6)
+    studies = seed_sweep(sqlite_storage, spec, state_for=lambda v, c: "diverged" if c.lr == 1.0 else "done")
+    study = studies["sgd"]
+    # make_trial's diverged runs blow up at epoch 6 // 3 = 2.
+    before = build_landscape(study, epoch=1)
+    at = build_landscape(study, epoch=2)
+    after = build_landscape(study, epoch=5)
+    assert not before.diverged.any() and np.isfinite(before.mean[2]).all()
+    assert at.diverged[2].all() and after.diverged[2].all()
+    assert not at.diverged[:2].any()
+    assert np.isnan(at.mean[2]).all()
+
+
+def test_spec_axes_cover_unrun_cells_and_zero_column(sqlite_storage: RDBStorage) -> None:
+    spec = get_preset("quick", name="axes", variants=["sgd"])
+    study = open_study(sqlite_storage, "axes", "sgd")
+    study.set_user_attr(SPEC_ATTR, spec.model_dump(mode="json"))
+    one = Cell(spec.lr_values("sgd")[2], 0.0, 0)
+    dists = _distributions(spec.lr_values("sgd"), spec.grid.weight_decay)
+    bulk_add_trials(study, [make_trial("sgd", one, epochs=spec.epochs, value=0.3, distributions=dists)])
+    land = build_landscape(study)
+    assert land.shape == (len(spec.lr_values("sgd")), len(spec.grid.weight_decay))
+    assert land.weight_decay[0] == 0.0  # the 0 column first
+    assert int(np.isfinite(land.mean).sum()) == 1 and land.mean[2, 0] == pytest.approx(0.3)
+    assert (land.state == "empty").sum() == land.mean.size - 1
+    with pytest.raises(KeyError, match="not on this landscape's axis"):
+        land.cell_index(0.123, 0.0)
+    assert land.cell_index(one.lr, 0.0) == (2, 0)
+
+
+def test_without_spec_axes_come_from_trials() -> None:
+    study = optuna.create_study(study_name="bare/sgdw")
+    dists = _distributions([0.1, 0.2], [0.0, 0.01])
+    for lr in (0.1, 0.2):
+        for wd in (0.0, 0.01):
+            study.add_trial(make_trial("sgdw", Cell(lr, wd, 0), epochs=2, value=lr + wd, distributions=dists))
+    land = build_landscape(study)
+    assert land.kind == "grid" and land.lr.tolist() == [0.1, 0.2] and land.weight_decay.tolist() == [0.0, 0.01]
+    np.testing.assert_allclose(land.mean, [[0.1, 0.11], [0.2, 0.21]])
+    assert any("no 'sweep_spec'" in note for note in land.notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bayesian sweeps: binned onto a log2 grid, optional model surface
+
+
+def _bayes_study(n: int, seed: int = 0) -> Study:
+    spec = {"name": "bo", "metric": "test_error", "epochs": 4,
+            "bayes": {"sampler": "tpe", "n_trials": n, "lr": [2**-8, 2**-1], "weight_decay": [2**-14, 2**-6]}}
+    study = optuna.create_study(study_name="bo/adamw")
+    study.set_user_attr(SPEC_ATTR, spec)
+    rng = np.random.default_rng(seed)
+    dists = {"lr": FloatDistribution(2**-8, 2**-1, log=True),
+             "weight_decay": FloatDistribution(2**-14, 2**-6, log=True)}
+    for k in range(n):
+        lr = float(2 ** rng.uniform(-8, -1))
+        wd = float(2 ** rng.uniform(-14, -6))
+        value = 0.05 + 0.001 * (math.log2(wd) + 10) ** 2
+        study.add_trial(make_trial("adamw", Cell(lr, wd, k), epochs=4, value=value, distributions=dists))
+    return study
+
+
+def test_bayes_trials_are_binned_with_counts() -> None:
+    study = _bayes_study(300)
+    land = build_landscape(study)
+    assert land.kind == "binned"
+    # One bin per power of two from 2^-8 to 2^-1 (lr) and 2^-14 to 2^-6 (wd).
+    assert land.lr.tolist() == [2.0**k for k in range(-8, 0)]
+    assert land.weight_decay.tolist() == [2.0**k for k in range(-14, -5)]
+    assert land.count.sum() == 300
+    trials = study.get_trials()
+    i, j = 3, 4
+    inside = [t for t in trials if round(math.log2(t.params["lr"])) == -8 + i
+              and round(math.log2(t.params["weight_decay"])) == -14 + j]
+    assert land.count[i, j] == len(inside) and land.trials[i][j] == sorted(t.number for t in inside)
+    assert land.mean[i, j] == pytest.approx(np.mean([t.value for t in inside]))
+    assert land.model is None and any("binned" in note for note in land.notes)
+
+    finer = build_landscape(study, bins_per_octave=2)
+    assert finer.shape == (15, 17) and finer.count.sum() == 300
+
+
+def test_model_surface_is_labelled_and_does_not_extrapolate() -> None:
+    study = _bayes_study(200)
+    land = build_landscape(study, model=True)
+    assert land.model is not None
+    assert land.model.label.startswith("MODEL, not measured")
+    assert land.model.to_dict()["kind"] == "gaussian_kernel_smoother"
+    # The truth depends on wd only: the smoother follows it where there is data.
+    truth = 0.05 + 0.001 * (np.log2(land.weight_decay) + 10) ** 2
+    ok = np.isfinite(land.model.mean)
+    assert ok.mean() > 0.9
+    err = np.abs(land.model.mean - truth[None, :])[ok]
+    assert float(np.median(err)) < 0.003
+
+    # Far from every trial, the model stays empty.
+    sparse = optuna.create_study(study_name="sparse/adamw")
+    sparse.set_user_attr(SPEC_ATTR, {"metric": "test_error", "epochs": 2,
+                                     "bayes": {"lr": [2**-12, 2**0], "weight_decay": [2**-14, 2**-2]}})
+    dists = {"lr": FloatDistribution(2**-12, 1.0, log=True), "weight_decay": FloatDistribution(2**-14, 2**-2, log=True)}
+    sparse.add_trial(make_trial("adamw", Cell(2**-12, 2**-14, 0), epochs=2, value=0.1, distributions=dists))
+    surface = build_landscape(sparse, model=True).model
+    assert surface is not None and np.isfinite(surface.mean[0, 0]) and np.isnan(surface.mean[-1, -1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole sweeps and trial details
+
+
+def test_build_sweep_landscapes_and_trial_details(sqlite_storage: RDBStorage, tmp_path) -> None:
+    seed_sweep(sqlite_storage, SMALL)
+    lands = build_sweep_landscapes(sqlite_storage, "small")
+    assert list(lands) == ["sgd", "sgdw"]
+    # The coupled variant's best cell sits at a larger lr*wd product than the decoupled... both exist:
+    assert all(np.isfinite(l.mean).all() for l in lands.values())
+    assert build_sweep_landscapes(sqlite_storage, "no-such-sweep") == {}
+    # A URL works too (a new storage each call).
+    by_url = build_sweep_landscapes(f"sqlite:///{tmp_path / 'landscape.db'}", "small")
+    assert by_url["sgdw"].to_dict() == lands["sgdw"].to_dict()
+
+    study = open_study(sqlite_storage, "small", "sgdw", create=False)
+    best = trial_details(study, limit=3)
+    assert len(best) == 3
+    values = [row["value"] for row in best]
+    assert values == sorted(values) and values[0] == pytest.approx(np.nanmin(
+        [t.user_attrs["test_error"] for t in study.get_trials()]))
+    assert [p[0] for p in best[0]["curve"]] == list(range(1, SMALL.epochs + 1))
+    assert best[0]["curve_metric"] == "test_error"
+    picked = trial_details(study, [5, 0, 999])  # unknown numbers are skipped
+    assert [row["number"] for row in picked] == [5, 0]
+    json.dumps(picked, allow_nan=False)
