@@ -40,3 +40,22 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Docker Compose v2 validates docker-compose.yml in the deployment tests (no Docker engine needed).
+.PHONY: compose serve
+compose: install
+	@bash docker/ensure-compose.sh $(PY)
+test: compose
+test-fast: compose
+
+# The controller on http://127.0.0.1:8000 for browsing: loopback only, reads open without a token, a SQLite file and a
+# local Ray under .hpscape/. The admin token for submitting is generated once into .hpscape/admin-token.
+SERVE_STORAGE ?= $(or $(HPSCAPE_STORAGE),sqlite:///$(CURDIR)/.hpscape/serve.db)
+SERVE_PORT ?= 8000
+serve: install
+	@mkdir -p .hpscape
+	@test -s .hpscape/admin-token || (umask 077 && $(PY) -c "import secrets; print(secrets.token_urlsafe(32))" > .hpscape/admin-token)
+	@echo "hpscape on http://127.0.0.1:$(SERVE_PORT)/  (to submit: export HPSCAPE_TOKEN=\$$(cat .hpscape/admin-token))"
+	HPSCAPE_STORAGE="$(SERVE_STORAGE)" HPSCAPE_RUNS_DIR="$(CURDIR)/.hpscape/runs" \
+	HPSCAPE_PUBLIC_READ=true HPSCAPE_ADMIN_TOKEN="$$(cat .hpscape/admin-token)" \
+	$(VENV)/bin/hpscape serve --host 127.0.0.1 --port $(SERVE_PORT)

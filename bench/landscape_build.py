@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,12 +32,14 @@ sys.path.insert(0, str(ROOT / "tests"))  # the synthetic-sweep helpers live with
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 from optuna.distributions import FloatDistribution  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 
 from dashboards import landscape_payload  # noqa: E402
 from landscapes import (  # noqa: E402
     SPEC_ATTR,
     Cell,
     build_sweep_landscapes,
+    clear_landscape_cache,
     coupling_metrics,
     list_sweep_studies,
     make_storage,
@@ -117,24 +120,34 @@ def _time(fn: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
 
 
 def measure_server(storage: Any, name: str, repeats: int) -> dict[str, list[float]]:
-    rows: dict[str, list[float]] = {}
-    rows["read + aggregate (4 studies)"], lands = _time(lambda: build_sweep_landscapes(storage, name), repeats)
-    rows["coupling metrics"], _ = _time(lambda: {v: coupling_metrics(l) for v, l in lands.items()}, repeats)
+    def cold(fn: Callable[[], Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            clear_landscape_cache()
+            return fn()
+        return run
 
     def payload(figure: bool) -> str:
         body = landscape_payload(build_sweep_landscapes(storage, name), sweep={"id": name}, metric="test_error",
                                  epoch=None, figure=figure)
         return json.dumps(body, allow_nan=False, separators=(",", ":"))
 
-    rows["landscape JSON, total (target <= 300)"], text = _time(lambda: payload(False), repeats)
+    rows: dict[str, list[float]] = {}
+    rows["read + aggregate, cold (every trial)"], lands = _time(cold(lambda: build_sweep_landscapes(storage, name)),
+                                                                repeats)
+    rows["read + aggregate, warm (changes only)"], _ = _time(lambda: build_sweep_landscapes(storage, name), repeats)
+    rows["coupling metrics"], _ = _time(lambda: {v: coupling_metrics(l) for v, l in lands.items()}, repeats)
+    rows["landscape JSON, cold"], _ = _time(cold(lambda: payload(False)), repeats)
+    rows["landscape JSON, warm (target <= 300)"], text = _time(lambda: payload(False), repeats)
     rows["  ... JSON size (kB)"] = [len(text) / 1000]
-    rows["landscape JSON + figure"], text = _time(lambda: payload(True), repeats)
+    rows["landscape JSON + figure, warm"], text = _time(lambda: payload(True), repeats)
     rows["  ... JSON size with figure (kB)"] = [len(text) / 1000]
-    rows["epoch 5 (intermediate values)"], _ = _time(lambda: build_sweep_landscapes(storage, name, epoch=5), repeats)
+    rows["epoch 5 (intermediate values), cold"], _ = _time(
+        cold(lambda: build_sweep_landscapes(storage, name, epoch=5)), repeats)
     return rows
 
 
-def _app_with_sweeps(url: str, names: list[tuple[str, dict[str, Any]]]) -> tuple[Any, dict[str, str]]:
+def _app_with_sweeps(url: str, sweeps: list[tuple[str, dict[str, Any]]]) -> tuple[Any, dict[str, str]]:
+    """A controller app (no dispatcher, public reads) with a sweep row for each seeded sweep."""
     from service.api.app import create_app
     from service.db.models import SweepRow, utcnow
     from service.settings import Settings
@@ -144,13 +157,15 @@ def _app_with_sweeps(url: str, names: list[tuple[str, dict[str, Any]]]) -> tuple
     state.ensure_ready()
     ids = {}
     with state.sessions() as session:
-        for name, spec in names:
-            sweep_id = f"bench-{name}"[:16]
-            if session.get(SweepRow, sweep_id) is None:
+        for name, spec in sweeps:
+            row = session.scalars(select(SweepRow).where(SweepRow.record_name == name)).first()
+            if row is None:
                 total = sum(len(s.get_trials(deepcopy=False)) for s in list_sweep_studies(state.optuna(), name).values())
-                session.add(SweepRow(id=sweep_id, name=name, record_name=name, spec=spec, total_trials=total,
-                                     status="running", owner="bench", created_at=utcnow(), launches=0))
-            ids[name] = sweep_id
+                row = SweepRow(id=f"bench-{zlib.crc32(name.encode()):08x}", name=name, record_name=name, spec=spec,
+                               total_trials=total, status="running", owner="bench", created_at=utcnow(), launches=0)
+                session.add(row)
+                session.flush()
+            ids[name] = row.id
         session.commit()
     return app, ids
 
@@ -159,8 +174,9 @@ def measure_http(app: Any, sweep_id: str, repeats: int) -> dict[str, list[float]
     from fastapi.testclient import TestClient
 
     rows: dict[str, list[float]] = {}
+    clear_landscape_cache()
     with TestClient(app) as client:
-        for label, params in (("GET /landscape (HTTP, in-process)", {}),
+        for label, params in (("GET /landscape (first: cold, then warm)", {}),
                               ("GET /landscape?figure=true", {"figure": "true"})):
             server: list[float] = []
 
@@ -214,12 +230,12 @@ def measure_browser(app: Any, sweep_id: str, repeats: int) -> dict[str, list[flo
 
 
 def _print(title: str, rows: dict[str, list[float]]) -> None:
-    print(f"\n{title}")
+    print(f"\n{title}", flush=True)
     print(f"{'step':44s} {'median':>10s} {'min':>10s} {'max':>10s}  n")
     for label, values in rows.items():
         unit = "" if "kB" in label else " ms"
         print(f"{label:44s} {statistics.median(values):10.1f} {min(values):10.1f} {max(values):10.1f}  "
-              f"{len(values)}{unit}")
+              f"{len(values)}{unit}", flush=True)
 
 
 def main() -> None:

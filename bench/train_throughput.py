@@ -29,6 +29,7 @@ _SHAPES = {  # (channels, size, augmentation) as the real datasets have them
     "cifar": (3, 32, Augmentation(flip=True, pad=4)),
     "digits": (1, 8, Augmentation(flip=False, pad=0)),
 }
+_TRAIN_SIZE = {"cifar": 50_000, "digits": 1437}  # images per epoch of the real dataset
 
 
 def random_dataset(shape: str, images: int, device: torch.device) -> DeviceDataset:
@@ -80,10 +81,11 @@ def main() -> None:
     baseline = rates["eager fp32"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     table = Table(title=f"{args.model}, batch {args.batch_size}, {args.shape}-shaped, {name}, torch {torch.__version__}")
-    for column in ("path", "images/s", "× eager fp32", "100-epoch CIFAR-10 run"):
+    dataset = "CIFAR-10" if args.shape == "cifar" else "digits"
+    for column in ("path", "images/s", "× eager fp32", f"100 epochs of {dataset}"):
         table.add_column(column, justify="right")
     for path, rate in rates.items():
-        minutes = 100 * 50_000 / rate / 60
+        minutes = 100 * _TRAIN_SIZE[args.shape] / rate / 60
         table.add_row(path, f"{rate:,.0f}", f"{rate / baseline:.2f}", f"{minutes:,.1f} min")
     Console().print(table)
 

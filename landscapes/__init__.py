@@ -24,6 +24,7 @@ from .landscape import (
     ModelSurface,
     build_landscape,
     build_sweep_landscapes,
+    clear_landscape_cache,
     study_spec,
     trial_details,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "ModelSurface",
     "build_landscape",
     "build_sweep_landscapes",
+    "clear_landscape_cache",
     "coupling_metrics",
     "study_spec",
     "trial_details",

@@ -125,8 +125,10 @@ def _ridge(
         notes.append("ridge slope needs at least two lr rows with a non-zero best decay")
         return None, None, points
     y = np.log2([p[1] for p in points])
-    slope, intercept = np.polyfit(x, y, 1)
-    return float(slope), float(intercept), points
+    # Closed-form least squares (np.polyfit would go through a threaded LAPACK call).
+    dx = x - x.mean()
+    slope = float(np.sum(dx * (y - y.mean())) / np.sum(dx**2))
+    return slope, float(y.mean() - slope * x.mean()), points
 
 
 def _separability(mean: np.ndarray, notes: list[str]) -> float | None:
@@ -135,22 +137,42 @@ def _separability(mean: np.ndarray, notes: list[str]) -> float | None:
     # Only rows and columns that hold a value get an effect.
     _, r = np.unique(rows, return_inverse=True)
     _, c = np.unique(cols, return_inverse=True)
-    n_params = 1 + (r.max() + 1 - 1) + (c.max() + 1 - 1)
+    n_rows, n_cols = int(r.max()) + 1, int(c.max()) + 1
+    n_params = n_rows + n_cols - 1
     if values.size <= n_params:
         notes.append(
-            f"separability needs more cells ({values.size}) than additive-model parameters "
-            f"({n_params})"
+            f"separability needs more cells ({values.size}) than additive-model parameters ({n_params})"
         )
         return None
-    total = float(np.sum((values - values.mean()) ** 2))
+    centred = values - values.mean()
+    total = float(np.sum(centred**2))
     if total <= 1e-24 * max(1.0, float(np.max(np.abs(values))) ** 2):
         notes.append("separability is undefined for a flat landscape")
         return None
-    design = np.zeros((values.size, n_params))
-    design[:, 0] = 1.0
-    design[r > 0, r[r > 0]] = 1.0
-    offset = r.max() + 1
-    design[c > 0, offset + c[c > 0] - 1] = 1.0
-    coef, *_ = np.linalg.lstsq(design, values, rcond=None)
-    residual = float(np.sum((values - design @ coef) ** 2))
-    return max(0.0, 1.0 - residual / total)
+    fitted = _additive_fit(centred, r, c, n_rows, n_cols)
+    residual = float(np.sum((centred - fitted) ** 2))
+    return min(1.0, max(0.0, 1.0 - residual / total))
+
+
+def _additive_fit(
+    y: np.ndarray, r: np.ndarray, c: np.ndarray, n_rows: int, n_cols: int, *, max_iter: int = 2000
+) -> np.ndarray:
+    """Least-squares row + column effects by backfitting (exact in one sweep on a full grid).
+
+    Alternating means instead of a least-squares solver: no BLAS call, whose threads can stall
+    on a busy machine, and holes in the grid need only a few more sweeps.
+    """
+    row_n = np.bincount(r, minlength=n_rows)
+    col_n = np.bincount(c, minlength=n_cols)
+    row_fx = np.zeros(n_rows)
+    col_fx = np.zeros(n_cols)
+    scale = float(np.sum(y**2))
+    previous = np.zeros_like(y)
+    for _ in range(max_iter):
+        row_fx = np.bincount(r, weights=y - col_fx[c], minlength=n_rows) / row_n
+        col_fx = np.bincount(c, weights=y - row_fx[r], minlength=n_cols) / col_n
+        fitted = row_fx[r] + col_fx[c]
+        if float(np.sum((fitted - previous) ** 2)) <= 1e-26 * scale:
+            break
+        previous = fitted
+    return fitted

@@ -19,22 +19,25 @@ before it runs). Bayesian sweeps (scattered points) are binned onto a log2 grid;
 kernel-smoothed surface is attached as `Landscape.model`, labelled as a model, never as data.
 
 Trials are read once per study: with SQL straight from Optuna's tables when the storage is an
-RDBStorage (10 000 trials in tens of milliseconds), else with ``study.get_trials(deepcopy=False)``.
+RDBStorage, else with ``get_all_trials(deepcopy=False)``. Finished trials never change in Optuna,
+so their columns are cached per (database, study, view) and a repeated request (a page polling a
+running sweep) reads only the trials that are new, unfinished, or finished since the last read.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import numpy as np
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.study import Study
-from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import text
+from optuna.trial import FrozenTrial
 
 from .record import (
     DIVERGED_LOSS,
@@ -42,9 +45,9 @@ from .record import (
     PARAM_LR,
     PARAM_WEIGHT_DECAY,
     Attr,
-    list_sweep_studies,
     make_storage,
 )
+from .spec import VARIANTS, study_name
 
 __all__ = [
     "CELL_STATES",
@@ -55,6 +58,7 @@ __all__ = [
     "ModelSurface",
     "build_landscape",
     "build_sweep_landscapes",
+    "clear_landscape_cache",
     "study_spec",
     "trial_details",
 ]
@@ -275,6 +279,7 @@ def _spec_bayes_ranges(
 
 @dataclass
 class _Columns:
+    trial_id: np.ndarray  # int64 (storage ids; the trial number where the storage has none)
     number: np.ndarray  # int64
     category: np.ndarray  # int8, _DONE ...
     lr: np.ndarray  # float64, NaN if missing
@@ -282,6 +287,13 @@ class _Columns:
     value: np.ndarray  # float64: the metric at this view (NaN: none)
     diverged: np.ndarray  # bool: diverged at this view
     epochs_done: np.ndarray  # int64 (0 if unknown)
+
+    def take(self, index: np.ndarray) -> _Columns:
+        return _Columns(*(getattr(self, f.name)[index] for f in fields(self)))
+
+    @staticmethod
+    def concat(parts: Sequence[_Columns]) -> _Columns:
+        return _Columns(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(_Columns)))
 
 
 @dataclass(frozen=True)
@@ -297,52 +309,62 @@ class _View:
         return DIVERGED_VALUE if self.spec_metric.endswith("error") else DIVERGED_LOSS
 
 
-def _backend(study: Study) -> BaseStorage:
-    storage = study._storage
+def _backend(storage: BaseStorage) -> BaseStorage:
     return getattr(storage, "_backend", storage)
 
 
-def _read_columns(study: Study, view: _View) -> _Columns:
-    backend = _backend(study)
+def _read_columns(storage: BaseStorage, study_id: int, view: _View) -> _Columns:
+    backend = _backend(storage)
     if isinstance(backend, RDBStorage):
-        return _read_rdb(backend, study._study_id, view)
-    return _read_frozen(study.get_trials(deepcopy=False), view)
+        return _FINISHED_CACHE.read(backend, study_id, view)
+    return _read_frozen(storage.get_all_trials(study_id, deepcopy=False), view)
 
 
+# One row per trial; the LEFT JOINs are index lookups on Optuna's (trial_id, key) constraints.
+# Every value spliced in is an integer or one of our own constant names (see `_literal`), so the
+# queries run on the raw DB-API cursor: building SQLAlchemy rows costs more than the query itself.
 _SQL_FINAL = """
-SELECT t.number, t.state, lr.param_value, wd.param_value, v.value, v.value_type,
+SELECT t.trial_id, t.number, t.state, lr.param_value, wd.param_value, v.value, v.value_type,
        m.value_json, dv.value_json, ed.value_json
 FROM trials t
-LEFT JOIN trial_params lr ON lr.trial_id = t.trial_id AND lr.param_name = :lr
-LEFT JOIN trial_params wd ON wd.trial_id = t.trial_id AND wd.param_name = :wd
+LEFT JOIN trial_params lr ON lr.trial_id = t.trial_id AND lr.param_name = {lr}
+LEFT JOIN trial_params wd ON wd.trial_id = t.trial_id AND wd.param_name = {wd}
 LEFT JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0
-LEFT JOIN trial_user_attributes m ON m.trial_id = t.trial_id AND m.key = :metric
-LEFT JOIN trial_user_attributes dv ON dv.trial_id = t.trial_id AND dv.key = :diverged
-LEFT JOIN trial_user_attributes ed ON ed.trial_id = t.trial_id AND ed.key = :epochs_done
-WHERE t.study_id = :study_id
-"""
+LEFT JOIN trial_user_attributes m ON m.trial_id = t.trial_id AND m.key = {metric}
+LEFT JOIN trial_user_attributes dv ON dv.trial_id = t.trial_id AND dv.key = {diverged}
+LEFT JOIN trial_user_attributes ed ON ed.trial_id = t.trial_id AND ed.key = {epochs_done}
+WHERE t.study_id = {study_id}"""
 
 _SQL_EPOCH = """
-SELECT t.number, t.state, lr.param_value, wd.param_value, iv.intermediate_value,
-       iv.intermediate_value_type, dv.value_json, ed.value_json
+SELECT t.trial_id, t.number, t.state, lr.param_value, wd.param_value, iv.intermediate_value,
+       iv.intermediate_value_type, NULL, dv.value_json, ed.value_json
 FROM trials t
-LEFT JOIN trial_params lr ON lr.trial_id = t.trial_id AND lr.param_name = :lr
-LEFT JOIN trial_params wd ON wd.trial_id = t.trial_id AND wd.param_name = :wd
-LEFT JOIN trial_intermediate_values iv ON iv.trial_id = t.trial_id AND iv.step = :epoch
-LEFT JOIN trial_user_attributes dv ON dv.trial_id = t.trial_id AND dv.key = :diverged
-LEFT JOIN trial_user_attributes ed ON ed.trial_id = t.trial_id AND ed.key = :epochs_done
-WHERE t.study_id = :study_id
-"""
+LEFT JOIN trial_params lr ON lr.trial_id = t.trial_id AND lr.param_name = {lr}
+LEFT JOIN trial_params wd ON wd.trial_id = t.trial_id AND wd.param_name = {wd}
+LEFT JOIN trial_intermediate_values iv ON iv.trial_id = t.trial_id AND iv.step = {epoch}
+LEFT JOIN trial_user_attributes dv ON dv.trial_id = t.trial_id AND dv.key = {diverged}
+LEFT JOIN trial_user_attributes ed ON ed.trial_id = t.trial_id AND ed.key = {epochs_done}
+WHERE t.study_id = {study_id}"""
+# The trials that may have changed since the last read: unfinished now, new, or unfinished before.
+_SQL_CHANGED = " AND (t.state NOT IN ('COMPLETE', 'PRUNED', 'FAIL') OR t.trial_id > {max_id} OR t.trial_id IN ({prev}))"
+_SQL_COUNT = "SELECT COUNT(*) FROM trials WHERE study_id = {study_id}"
+_SAFE_NAME = frozenset({PARAM_LR, PARAM_WEIGHT_DECAY, Attr.DIVERGED, Attr.EPOCHS_DONE, *LANDSCAPE_METRICS})
 
 # Optuna stores +-inf (and NaN for intermediate values) as NULL with a type tag.
 _STORED_SPECIAL = {"INF_POS": math.inf, "INF_NEG": -math.inf, "NAN": math.nan}
 
 
-def _stored_float(value: float | None, kind: Any) -> float:
-    if value is not None:
-        return float(value)
-    name = getattr(kind, "name", kind)
-    return _STORED_SPECIAL.get(str(name), math.nan)
+def _literal(value: str | int) -> str:
+    """An SQL literal for a whitelisted name or an integer (nothing else is ever spliced in)."""
+    if isinstance(value, str):
+        if value not in _SAFE_NAME:
+            raise LandscapeError(f"unknown metric {value!r}; choose one of {', '.join(LANDSCAPE_METRICS)}")
+        return f"'{value}'"
+    return str(int(value))
+
+
+def _state_name(value: Any) -> str:
+    return str(getattr(value, "name", value))
 
 
 def _json_float(raw: str | None) -> float:
@@ -352,61 +374,158 @@ def _json_float(raw: str | None) -> float:
         return float(raw)  # JSON numbers, and Python's json "NaN"/"Infinity"
     except ValueError:
         loaded = json.loads(raw)
-        return float(loaded) if isinstance(loaded, (int, float)) else math.nan
+        return float(loaded) if isinstance(loaded, (int, float)) and not isinstance(loaded, bool) else math.nan
 
 
-def _read_rdb(backend: RDBStorage, study_id: int, view: _View) -> _Columns:
-    params: dict[str, Any] = {
-        "lr": PARAM_LR,
-        "wd": PARAM_WEIGHT_DECAY,
-        "diverged": Attr.DIVERGED,
-        "epochs_done": Attr.EPOCHS_DONE,
-        "study_id": study_id,
+def _json_floats(raw: Sequence[str | None]) -> np.ndarray:
+    """JSON-encoded numbers (or null) to float64, in one numpy pass when they are all numbers."""
+    array = np.array(raw, dtype=object)
+    missing = np.equal(array, None) | (array == "null")
+    try:
+        return np.where(missing, "nan", array).astype(np.float64)
+    except ValueError:  # something other than a number (a string, a boolean): parse one by one
+        return np.array([_json_float(v) for v in raw], dtype=np.float64)
+
+
+def _stored_floats(values: Sequence[float | None], kinds: Sequence[Any]) -> np.ndarray:
+    out = np.array(values, dtype=np.float64)  # None -> NaN
+    for i in np.flatnonzero(np.isnan(out)):
+        out[i] = _STORED_SPECIAL.get(_state_name(kinds[i]), math.nan)
+    return out
+
+
+def _fetch(backend: RDBStorage, sql: str) -> list[tuple[Any, ...]]:
+    with backend.engine.connect() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+
+def _query_rdb(
+    backend: RDBStorage, study_id: int, view: _View, changed_since: tuple[int, np.ndarray] | None = None
+) -> _Columns:
+    """The columns of a study's trials straight from Optuna's tables.
+
+    `changed_since` (max trial id seen, trial ids unfinished then) limits the read to the trials
+    that may have changed: unfinished now, newer, or unfinished then.
+    """
+    names = {
+        "lr": _literal(PARAM_LR),
+        "wd": _literal(PARAM_WEIGHT_DECAY),
+        "diverged": _literal(Attr.DIVERGED),
+        "epochs_done": _literal(Attr.EPOCHS_DONE),
+        "study_id": _literal(study_id),
     }
     if view.epoch is None:
-        sql, params["metric"] = _SQL_FINAL, view.metric
+        sql = _SQL_FINAL.format(metric=_literal(view.metric), **names)
     else:
-        sql, params["epoch"] = _SQL_EPOCH, view.epoch
-    with backend.engine.connect() as connection:
-        rows = connection.execute(text(sql), params).all()
+        sql = _SQL_EPOCH.format(epoch=_literal(view.epoch), **names)
+    if changed_since is not None:
+        max_id, prev = changed_since
+        sql += _SQL_CHANGED.format(max_id=_literal(max_id), prev=",".join(str(int(i)) for i in prev) or "-1")
+    rows = _fetch(backend, sql)
     if not rows:
         return _empty_columns()
     cols = list(zip(*rows))
-    number = np.fromiter(cols[0], dtype=np.int64, count=len(rows))
-    state = [str(getattr(s, "name", s)) for s in cols[1]]
-    lr = np.array([math.nan if v is None else v for v in cols[2]], dtype=np.float64)
-    wd = np.array([math.nan if v is None else v for v in cols[3]], dtype=np.float64)
-    measured = [_stored_float(v, k) for v, k in zip(cols[4], cols[5])]
-    if view.epoch is None:
-        attr = [_json_float(raw) for raw in cols[6]]
-        div_raw, done_raw = cols[7], cols[8]
-    else:
-        attr = None
-        div_raw, done_raw = cols[6], cols[7]
-    flagged = np.array([raw == "true" for raw in div_raw], dtype=bool)
-    epochs_done = np.array([0 if raw in (None, "null") else int(float(raw)) for raw in done_raw])
-    return _finish_columns(view, number, state, lr, wd, measured, attr, flagged, epochs_done)
+    n = len(rows)
+    done = _json_floats(cols[9])
+    return _finish_columns(
+        view,
+        trial_id=np.fromiter(cols[0], dtype=np.int64, count=n),
+        number=np.fromiter(cols[1], dtype=np.int64, count=n),
+        state=[_state_name(s) for s in cols[2]],
+        lr=np.array(cols[3], dtype=np.float64),
+        wd=np.array(cols[4], dtype=np.float64),
+        measured=_stored_floats(cols[5], cols[6]),
+        attr=_json_floats(cols[7]) if view.epoch is None else None,
+        flagged=(np.array(cols[8], dtype=object) == "true").astype(bool),
+        epochs_done=np.where(np.isfinite(done), done, 0).astype(np.int64),
+    )
+
+
+@dataclass
+class _CacheEntry:
+    finished: _Columns  # trials that were finished when read: Optuna never changes them again
+    unfinished: np.ndarray  # trial ids unfinished at the last read
+    max_id: int
+
+
+class _FinishedTrialCache:
+    """Per (database, study, view): the finished trials' columns, so only changes are read again.
+
+    A poll of a 10 000-trial study then reads a count and the few trials that are running, queued,
+    new or finished since the last read, instead of every trial. The count guards against a study
+    replaced under the same id: if it does not add up, everything is read again.
+    """
+
+    def __init__(self, max_entries: int = 64) -> None:
+        self._entries: OrderedDict[tuple[Any, ...], _CacheEntry] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max = max_entries
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def read(self, backend: RDBStorage, study_id: int, view: _View) -> _Columns:
+        key = (str(backend.engine.url), study_id, view)
+        with self._lock:
+            entry = self._entries.get(key)
+        cols = None
+        if entry is not None:
+            delta = _query_rdb(backend, study_id, view, (entry.max_id, entry.unfinished))
+            total = _fetch(backend, _SQL_COUNT.format(study_id=_literal(study_id)))[0][0]
+            if total == entry.finished.number.size + delta.number.size:
+                cols = _Columns.concat([entry.finished, delta])
+        if cols is None:
+            cols = _query_rdb(backend, study_id, view)
+        finished = np.isin(cols.category, (_DONE, _DIVERGED, _STOPPED, _FAILED))
+        new_entry = _CacheEntry(
+            finished=cols.take(np.flatnonzero(finished)),
+            unfinished=cols.trial_id[~finished],
+            max_id=int(cols.trial_id.max()) if cols.trial_id.size else -1,
+        )
+        with self._lock:
+            self._entries[key] = new_entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        return cols
+
+
+_FINISHED_CACHE = _FinishedTrialCache()
+
+
+def clear_landscape_cache() -> None:
+    """Forget the cached finished trials (the next landscape reads every trial again)."""
+    _FINISHED_CACHE.clear()
 
 
 def _read_frozen(trials: Sequence[FrozenTrial], view: _View) -> _Columns:
     if not trials:
         return _empty_columns()
-    number = np.array([t.number for t in trials], dtype=np.int64)
-    state = [t.state.name for t in trials]
-    lr = np.array([float(t.params.get(PARAM_LR, math.nan)) for t in trials], dtype=np.float64)
-    wd = np.array(
-        [float(t.params.get(PARAM_WEIGHT_DECAY, math.nan)) for t in trials], dtype=np.float64
-    )
-    attr: list[float] | None
+    attr: np.ndarray | None
     if view.epoch is None:
         measured = [math.nan if t.value is None else float(t.value) for t in trials]
-        attr = [_attr_float(t.user_attrs.get(view.metric)) for t in trials]
+        attr = np.array([_attr_float(t.user_attrs.get(view.metric)) for t in trials], dtype=np.float64)
     else:
         measured = [float(t.intermediate_values.get(view.epoch, math.nan)) for t in trials]
         attr = None
-    flagged = np.array([t.user_attrs.get(Attr.DIVERGED) is True for t in trials], dtype=bool)
-    epochs_done = np.array([int(t.user_attrs.get(Attr.EPOCHS_DONE) or 0) for t in trials])
-    return _finish_columns(view, number, state, lr, wd, measured, attr, flagged, epochs_done)
+    return _finish_columns(
+        view,
+        trial_id=np.array([t._trial_id for t in trials], dtype=np.int64),
+        number=np.array([t.number for t in trials], dtype=np.int64),
+        state=[t.state.name for t in trials],
+        lr=np.array([float(t.params.get(PARAM_LR, math.nan)) for t in trials], dtype=np.float64),
+        wd=np.array([float(t.params.get(PARAM_WEIGHT_DECAY, math.nan)) for t in trials], dtype=np.float64),
+        measured=np.array(measured, dtype=np.float64),
+        attr=attr,
+        flagged=np.array([t.user_attrs.get(Attr.DIVERGED) is True for t in trials], dtype=bool),
+        epochs_done=np.array([int(t.user_attrs.get(Attr.EPOCHS_DONE) or 0) for t in trials], dtype=np.int64),
+    )
 
 
 def _attr_float(value: Any) -> float:
@@ -416,13 +535,13 @@ def _attr_float(value: Any) -> float:
 
 
 def _empty_columns() -> _Columns:
-    empty_f = np.zeros(0, dtype=np.float64)
     return _Columns(
+        trial_id=np.zeros(0, dtype=np.int64),
         number=np.zeros(0, dtype=np.int64),
         category=np.zeros(0, dtype=np.int8),
-        lr=empty_f,
-        wd=empty_f.copy(),
-        value=empty_f.copy(),
+        lr=np.zeros(0),
+        wd=np.zeros(0),
+        value=np.zeros(0),
         diverged=np.zeros(0, dtype=bool),
         epochs_done=np.zeros(0, dtype=np.int64),
     )
@@ -430,39 +549,41 @@ def _empty_columns() -> _Columns:
 
 def _finish_columns(
     view: _View,
+    *,
+    trial_id: np.ndarray,
     number: np.ndarray,
     state: list[str],
     lr: np.ndarray,
     wd: np.ndarray,
-    measured: list[float],
-    attr: list[float] | None,
+    measured: np.ndarray,
+    attr: np.ndarray | None,
     flagged: np.ndarray,
     epochs_done: np.ndarray,
 ) -> _Columns:
     """Trial categories and the value each trial contributes at this view (NaN: none)."""
-    category = np.array([_STATE_CODES.get(s, _FAILED) for s in state], dtype=np.int8)
-    measured_a = np.asarray(measured, dtype=np.float64)
+    category = np.fromiter((_STATE_CODES.get(s, _FAILED) for s in state), dtype=np.int8, count=len(state))
     complete = category == _DONE
     # A COMPLETE trial flagged diverged (or, at the final epoch, with an infinite objective).
     diverged_trial = complete & flagged
     if view.epoch is None:
-        diverged_trial |= complete & np.isinf(measured_a)
+        diverged_trial |= complete & np.isinf(measured)
     category[diverged_trial] = _DIVERGED
     if view.epoch is None:
-        value = np.asarray(attr, dtype=np.float64)
+        assert attr is not None
+        value = attr
         if view.metric == view.spec_metric:
             # Trials recorded without metric attrs (e.g. study.add_trial) still have the objective.
-            value = np.where(np.isnan(value), measured_a, value)
+            value = np.where(np.isnan(value), measured, value)
         has_final = (category == _DONE) | (category == _STOPPED)
         value = np.where(has_final, value, np.nan)
         diverged = category == _DIVERGED
     else:
-        value = measured_a
+        value = measured
         # A diverged run records diverged_value at the epoch it blew up and nothing after.
         blown = flagged & (np.isnan(value) | (value == view.diverged_value))
         diverged = (blown | np.isinf(value)) & (category != _QUEUED)
     value = np.where(diverged | ~np.isfinite(value), np.nan, value)
-    return _Columns(number, category, lr, wd, value, diverged, epochs_done.astype(np.int64))
+    return _Columns(trial_id, number, category, lr, wd, value, diverged, epochs_done)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,10 +594,10 @@ def _merge_axis(spec_values: Sequence[float], observed: np.ndarray) -> tuple[np.
     """Sorted union of the spec's values and any observed value not among them."""
     axis = np.unique(np.asarray(spec_values, dtype=np.float64))
     seen = np.unique(observed[np.isfinite(observed)])
-    extra = [v for v in seen if not np.any(np.isclose(axis, v, rtol=_AXIS_RTOL, atol=0.0))]
-    if extra:
+    extra = seen[_index_on(axis, seen) < 0]
+    if extra.size:
         axis = np.unique(np.concatenate([axis, extra]))
-    return axis, bool(extra)
+    return axis, bool(extra.size)
 
 
 def _index_on(axis: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -563,9 +684,11 @@ def _aggregate(
         state[counts[name] > 0] = name
 
     order = np.lexsort((number, key))
-    split_at = np.cumsum(np.bincount(key, minlength=size))[:-1]
-    groups = np.split(number[order], split_at)
-    trials = [[g.tolist() for g in groups[r * n_cols : (r + 1) * n_cols]] for r in range(n_rows)]
+    ends = np.cumsum(np.bincount(key, minlength=size)).tolist()
+    ordered = number[order].tolist()
+    starts = [0, *ends[:-1]]
+    groups = [ordered[a:b] for a, b in zip(starts, ends)]
+    trials = [groups[r * n_cols : (r + 1) * n_cols] for r in range(n_rows)]
 
     return {
         "mean": mean.reshape(shape),
@@ -626,7 +749,10 @@ def build_landscape(
     out of range, or a metric that was not recorded at that epoch.
     """
     spec = study_spec(study)
-    return _build(study, spec, metric, epoch, bins_per_octave, model, model_bandwidth)
+    return _build(
+        study._storage, study._study_id, study.study_name, spec, metric, epoch, bins_per_octave, model,
+        model_bandwidth,
+    )
 
 
 def build_sweep_landscapes(
@@ -645,17 +771,30 @@ def build_sweep_landscapes(
     """
     if isinstance(storage, str):
         storage = make_storage(storage)
-    studies = list_sweep_studies(storage, record_name)
+    # Study ids by name: a few indexed lookups, no Study objects (load_study reads more).
+    found: dict[str, int] = {}
+    for variant in VARIANTS:
+        try:
+            found[variant] = storage.get_study_id_from_name(study_name(record_name, variant))
+        except KeyError:
+            continue
+    if not found:
+        return {}
     # Every study of a sweep holds the same spec; read it once.
-    spec = study_spec(next(iter(studies.values()))) if studies else None
+    attrs = storage.get_study_user_attrs(next(iter(found.values())))
+    spec = attrs.get(SPEC_ATTR) if isinstance(attrs.get(SPEC_ATTR), dict) else None
     return {
-        variant: _build(study, spec, metric, epoch, bins_per_octave, model, 0.75)
-        for variant, study in studies.items()
+        variant: _build(
+            storage, study_id, study_name(record_name, variant), spec, metric, epoch, bins_per_octave, model, 0.75
+        )
+        for variant, study_id in found.items()
     }
 
 
 def _build(
-    study: Study,
+    storage: BaseStorage,
+    study_id: int,
+    name: str,
     spec: Mapping[str, Any] | None,
     metric: str,
     epoch: int | None,
@@ -663,7 +802,7 @@ def _build(
     model: bool,
     model_bandwidth: float,
 ) -> Landscape:
-    sweep, _, variant = study.study_name.rpartition("/")
+    sweep, _, variant = name.rpartition("/")
     notes: list[str] = []
     spec_metric = str(spec.get("metric", "test_error")) if spec else "test_error"
     epochs = spec.get("epochs") if spec else None
@@ -677,7 +816,7 @@ def _build(
         raise LandscapeError(f"bins_per_octave must be an integer >= 1, got {bins_per_octave!r}")
     view_epoch = _check_request(metric, epoch, spec_metric, epochs)
     view = _View(metric, view_epoch, spec_metric)
-    cols = _read_columns(study, view)
+    cols = _read_columns(storage, study_id, view)
 
     axes = _spec_axes(spec, variant)
     bayes = _spec_bayes_ranges(spec)
@@ -800,7 +939,7 @@ def trial_details(
     spec = study_spec(study)
     spec_metric = str(spec.get("metric", "test_error")) if spec else "test_error"
     if numbers is None:
-        cols = _read_columns(study, _View(metric, None, spec_metric))
+        cols = _read_columns(study._storage, study._study_id, _View(metric, None, spec_metric))
         ok = np.flatnonzero(np.isfinite(cols.value))
         order = ok[np.lexsort((cols.number[ok], cols.value[ok]))][: max(0, int(limit))]
         numbers = cols.number[order].tolist()

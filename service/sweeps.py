@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from landscapes import SpecError, SweepSpec, format_validation_error, get_preset
 from service.auth import Caller
@@ -203,7 +203,9 @@ def list_sweeps(
     if owner is not None:
         query = query.where(SweepRow.owner == owner)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(SweepRow.created_at.desc(), SweepRow.id).limit(limit).offset(offset))
+    # The spec (a few KiB of JSON per row) is not part of a listing.
+    rows = session.scalars(query.options(defer(SweepRow.spec)).order_by(SweepRow.created_at.desc(), SweepRow.id)
+                           .limit(limit).offset(offset))
     return list(rows), total
 
 

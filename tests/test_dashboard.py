@@ -359,3 +359,34 @@ def test_landscape_export_api(service, lands) -> None:
     html = client.get(url, params={"format": "html"}, headers=AUTH)
     assert html.headers["content-type"].startswith("text/html") and len(html.content) > 3_000_000
     assert "Plotly.newPlot" in html.text and '"cmin":0.03' in html.text.replace(" ", "")
+
+
+def test_binned_figure_shows_counts_and_labels_the_model() -> None:
+    from test_landscape import _bayes_study
+
+    from landscapes import build_landscape
+
+    land = build_landscape(_bayes_study(150), model=True)
+    measured = sweep_figure({"adamw": land})
+    panel = _heatmaps(measured, "panel")[0]
+    assert panel["text"] == land.count.tolist() and panel["texttemplate"] == "%{text}"
+    assert not any("MODEL" in a["text"] for a in measured["layout"]["annotations"])
+    modelled = sweep_figure({"adamw": land}, show_model=True)
+    panel = _heatmaps(modelled, "panel")[0]
+    np.testing.assert_allclose(np.array(panel["z"], dtype=float), land.model.mean, equal_nan=True)
+    assert any("MODEL surface, not measured" in a["text"] for a in modelled["layout"]["annotations"])
+    assert "MODEL estimate" in panel["hovertext"][3][4] and "(not measured)" in panel["hovertext"][3][4]
+
+
+def test_a_sweep_that_has_not_started_has_an_empty_landscape(tmp_path: Path) -> None:
+    settings = Settings(storage=f"sqlite:///{tmp_path / 'q.db'}", public_read=True)
+    app = create_app(settings, dispatch=False)
+    with TestClient(app) as client:
+        with app.state.hpscape.sessions() as session:
+            row, _ = submit_sweep(session, get_preset("quick"), owner="bob")
+            sweep_id = row.id
+        body = client.get(f"/api/v1/sweeps/{sweep_id}/landscape", params={"figure": "true"}).json()
+        assert body["landscapes"] == {} and body["progress"]["total"] == 0 and body["clip"] is None
+        assert body["figure"]["data"] == [] and body["sweep"]["status"] == "queued"
+        trials = client.get(f"/api/v1/sweeps/{sweep_id}/landscape/trials", params={"variant": "sgd"})
+        assert trials.status_code == 404 and "has not started" in trials.json()["detail"]

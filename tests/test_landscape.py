@@ -31,6 +31,7 @@ from landscapes import (
     build_landscape,
     build_sweep_landscapes,
     claim_next,
+    clear_landscape_cache,
     enqueue_cells,
     fail_trial,
     finish_trial,
@@ -337,14 +338,15 @@ def test_grid_landscape_cell_by_cell_from_recorded_trials(sqlite_storage: RDBSto
     json.dumps(land.to_dict(), allow_nan=False)  # JSON-ready: no NaN anywhere
 
 
-def test_rdb_fast_path_matches_get_trials(sqlite_storage: RDBStorage) -> None:
-    """The SQL reader and the FrozenTrial reader build identical landscapes from the same trials."""
+def test_rdb_fast_path_matches_get_trials(storage_url: str) -> None:
+    """The SQL reader and the FrozenTrial reader build identical landscapes (SQLite and PostgreSQL)."""
+    storage = make_storage(storage_url)
     def state_for(variant: str, cell: Cell) -> str:
         i = SMALL.lr_values(variant).index(cell.lr)
         j = SMALL.grid.weight_decay.index(cell.weight_decay)
         return ["done", "running", "diverged", "stopped", "queued", "failed"][(3 * i + j + cell.seed) % 6]
 
-    studies = seed_sweep(sqlite_storage, SMALL, state_for=state_for)
+    studies = seed_sweep(storage, SMALL, state_for=state_for)
     memory = optuna.storages.InMemoryStorage()
     for variant, study in studies.items():
         copy = optuna.create_study(storage=memory, study_name=study.study_name)
@@ -532,3 +534,45 @@ def test_build_sweep_landscapes_and_trial_details(sqlite_storage: RDBStorage, tm
     picked = trial_details(study, [5, 0, 999])  # unknown numbers are skipped
     assert [row["number"] for row in picked] == [5, 0]
     json.dumps(picked, allow_nan=False)
+
+
+def test_polling_reads_only_changes_and_stays_exact(storage_url: str) -> None:
+    """The finished-trial cache: later reads see every change, and equal a read from scratch."""
+    storage = make_storage(storage_url)
+    spec = SMALL.replace(epochs=4)
+    state = {0.25: "done", 0.5: "running", 1.0: "queued"}
+    studies = seed_sweep(storage, spec, state_for=lambda v, c: state[c.lr])
+    study = studies["sgd"]
+    clear_landscape_cache()
+    first = build_landscape(study)
+    assert (first.state[1] == "running").all() and (first.state[2] == "queued").all()
+
+    # A running trial finishes, a queued one starts and records an epoch, a new trial arrives.
+    running = [t.number for t in study.get_trials() if t.state == TrialState.RUNNING]
+    finish_trial(study, running[0], {"test_error": 0.011, "test_loss": 0.5, "train_loss": 0.1},
+                 objective="test_error")
+    claimed = claim_next(study)
+    assert claimed is not None
+    record_epoch(study, claimed, 1, {"test_error": 0.3, "test_loss": 1.0, "train_loss": 0.9}, objective="test_error")
+    dists = _distributions(spec.lr_values("sgd"), spec.grid.weight_decay)
+    bulk_add_trials(study, [make_trial("sgd", Cell(0.25, 0.0, 7), epochs=4, value=0.02, distributions=dists)])
+
+    for metric, epoch in (("test_error", None), ("test_error", 1), ("train_loss", None)):
+        warm = build_landscape(study, metric=metric, epoch=epoch).to_dict()  # from the cache + changes
+        warm_again = build_landscape(study, metric=metric, epoch=epoch).to_dict()
+        clear_landscape_cache()
+        cold = build_landscape(study, metric=metric, epoch=epoch).to_dict()
+        assert warm == cold == warm_again, (metric, epoch)
+    final = build_landscape(study)
+    cell = final.cell_index(0.5, spec.grid.weight_decay[0])
+    assert final.n[cell] == 1 and final.mean[cell] == pytest.approx(0.011)
+    assert final.count[0, 0] == 3 and final.n[0, 0] == 3  # the new seed 7 trial
+    assert build_landscape(study, epoch=1).n[2].sum() == 1  # the claimed trial's epoch 1
+
+    # A study deleted and created again under the same name is read from scratch.
+    optuna.delete_study(study_name=study.study_name, storage=storage)
+    again = open_study(storage, "small", "sgd")
+    again.set_user_attr(SPEC_ATTR, spec.model_dump(mode="json"))
+    bulk_add_trials(again, [make_trial("sgd", Cell(1.0, 0.001, 0), epochs=4, value=0.5, distributions=dists)])
+    replaced = build_landscape(again)
+    assert replaced.count.sum() == 1 and replaced.mean[2, 2] == pytest.approx(0.5)

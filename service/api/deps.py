@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -34,6 +35,7 @@ __all__ = [
     "get_writer",
 ]
 
+_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _bearer = HTTPBearer(
     auto_error=False,
     description="A token from `hpscape token create NAME` (or HPSCAPE_ADMIN_TOKEN), sent as "
@@ -124,7 +126,8 @@ def get_readable_sweep(
     session: SessionDep,
 ) -> SweepRow:
     """The sweep row for `sweep_id` (404 if there is none) once the caller may read (401 first)."""
-    row = session.get(SweepRow, sweep_id)
+    # Ids are short hex strings; anything else cannot exist (and PostgreSQL rejects some characters, like NUL).
+    row = session.get(SweepRow, sweep_id) if _ID_PATTERN.fullmatch(sweep_id) else None
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no sweep with id {sweep_id!r}; "
                             "`hpscape list` (GET /api/v1/sweeps) shows the ids")

@@ -7,7 +7,7 @@ import logging
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.sweeps import InputError, StateConflict
@@ -101,6 +101,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StateConflict)
     async def _conflict(_request: Request, exc: StateConflict) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_409_CONFLICT)
+
+    @app.exception_handler(DataError)
+    async def _bad_value(_request: Request, exc: DataError) -> JSONResponse:
+        # A safety net: inputs are validated first, but a value the database cannot store is the client's.
+        log.warning("database rejected a request value: %s", str(exc).splitlines()[0])
+        return JSONResponse({"detail": [{"loc": ["request"], "msg": "a value in the request cannot be stored or "
+                                         "searched for (e.g. a NUL character)", "type": "value_error"}]},
+                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     @app.exception_handler(OperationalError)
     async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:

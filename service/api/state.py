@@ -21,28 +21,43 @@ T = TypeVar("T")
 
 
 class _TTLCache:
-    """A few seconds of memory for expensive reads that many clients poll (sweep progress)."""
+    """A second of memory for reads that many clients poll (sweep progress); one computation per key at a time."""
 
     def __init__(self, max_entries: int = 1024) -> None:
         self._entries: dict[Any, tuple[float, Any]] = {}
+        self._computing: dict[Any, threading.Lock] = {}
         self._lock = threading.Lock()
         self._max = max_entries
+
+    def _fresh(self, key: Any) -> tuple[bool, Any]:
+        with self._lock:
+            hit = self._entries.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return True, hit[1]
+        return False, None
 
     def get_or_compute(self, key: Any, ttl_s: float, compute: Callable[[], T]) -> T:
         if ttl_s <= 0:
             return compute()
-        now = time.monotonic()
+        found, value = self._fresh(key)
+        if found:
+            return value
         with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None and hit[0] > now:
-                return hit[1]
-        value = compute()
-        with self._lock:
-            if len(self._entries) >= self._max:
-                self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            gate = self._computing.setdefault(key, threading.Lock())
+        # Fifty clients polling one sweep must not run fifty identical queries when the entry expires.
+        with gate:
+            found, value = self._fresh(key)
+            if found:
+                return value
+            value = compute()
+            now = time.monotonic()
+            with self._lock:
                 if len(self._entries) >= self._max:
-                    self._entries.clear()
-            self._entries[key] = (now + ttl_s, value)
+                    self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+                    if len(self._entries) >= self._max:
+                        self._entries.clear()
+                self._entries[key] = (now + ttl_s, value)
+                self._computing.pop(key, None)
         return value
 
 

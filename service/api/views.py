@@ -9,7 +9,7 @@ from optuna.storages import BaseStorage
 
 from service.api.schemas import SweepDetail, SweepOut, SweepProgress, SweepTimings, TrialOut
 from service.db.models import SweepRow, utcnow
-from service.progress import load_trials, trial_row, variant_summaries
+from service.progress import load_trials, summarize, trial_row
 
 __all__ = ["sweep_detail", "sweep_out", "sweep_summary_of", "sweep_trials"]
 
@@ -61,7 +61,7 @@ def sweep_detail(row: SweepRow, summary: dict[str, dict[str, Any]]) -> SweepDeta
 
 
 def sweep_summary_of(storage: BaseStorage, row: SweepRow) -> dict[str, dict[str, Any]]:
-    return variant_summaries(load_trials(storage, row.record_name, _variants(row)), row.record_name)
+    return summarize(storage, row.record_name, _variants(row))
 
 
 def sweep_trials(storage: BaseStorage, row: SweepRow) -> list[TrialOut]:

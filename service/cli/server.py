@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -19,6 +20,8 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     dispatch: Annotated[bool, typer.Option(help="Launch queued sweeps (--no-dispatch: serve the API only).")] = True,
     log_level: Annotated[str, typer.Option(help="uvicorn log level: debug, info, warning, error.")] = "info",
+    workers: Annotated[int, typer.Option(min=1, help="Server processes; each also dispatches (claims are safe "
+                                         "across processes).")] = 1,
 ) -> None:
     """Run the controller: REST API, dashboards and the sweep dispatcher (configured by HPSCAPE_* variables)."""
     import logging
@@ -30,14 +33,30 @@ def serve(
 
     settings = load_settings()
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _ensure_sqlite_dir(settings.storage)
     try:
         app = create_app(settings, dispatch=dispatch)
-    except Exception as exc:  # noqa: BLE001 - e.g. a malformed URL: say what and exit
-        fail_usage(f"cannot start the server: {exc}")
-    if host not in ("127.0.0.1", "localhost", "::1") and not settings.admin_token:
-        err_console.print("[yellow]note:[/] listening beyond loopback; every request needs a token "
-                          "(`hpscape token create NAME`)")
-    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), timeout_graceful_shutdown=5)
+        # Migrate and seed the admin token now: a database that is down or a bad URL fails here, clearly.
+        app.state.hpscape.ensure_ready()
+    except Exception as exc:  # noqa: BLE001 - say what is wrong and exit
+        fail_usage(f"cannot start the server on {settings.storage.split('@')[-1]}: {str(exc).splitlines()[0]}")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print("[yellow]note:[/] listening beyond loopback; every change needs a token "
+                          f"(`hpscape token create NAME`), reads too unless HPSCAPE_PUBLIC_READ=true")
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), timeout_graceful_shutdown=5)
+        return
+    app.state.hpscape.close()
+    # Several processes need an importable factory; each reads the same HPSCAPE_* settings.
+    os.environ["HPSCAPE_SERVE_DISPATCH"] = "1" if dispatch else "0"
+    uvicorn.run("service.cli.server:_worker_app", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level.lower(), timeout_graceful_shutdown=5)
+
+
+def _worker_app():  # noqa: ANN202 - the app of one `serve --workers N` process
+    from service.api import create_app
+
+    return create_app(dispatch=os.environ.get("HPSCAPE_SERVE_DISPATCH", "1") == "1")
 
 
 db_app = typer.Typer(help="The service's tables (in the database of HPSCAPE_STORAGE).", no_args_is_help=True)

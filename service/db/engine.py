@@ -24,7 +24,8 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
     kwargs: dict[str, Any]
     if url.startswith("sqlite"):
         # Writers queue on SQLite's file lock instead of failing at once ("database is locked").
-        kwargs = {"connect_args": {"timeout": 60, "check_same_thread": False}}
+        kwargs = {"connect_args": {"timeout": 60, "check_same_thread": False}, "pool_size": pool_size,
+                  "max_overflow": pool_size}
     else:
         kwargs = {"pool_pre_ping": True, "pool_size": pool_size, "max_overflow": pool_size,
                   # An unreachable server fails a request in seconds instead of hanging it.

@@ -2,7 +2,7 @@
 
 from service.queue.dispatcher import Dispatcher, TickReport
 from service.queue.launcher import Launched, Launcher, SubprocessLauncher
-from service.queue.processes import is_alive, session_members, stop_session
+from service.queue.processes import descendants, is_alive, session_members, stop_descendants, stop_session
 from service.queue.states import (
     Claim,
     claim_next,
@@ -22,6 +22,7 @@ __all__ = [
     "SubprocessLauncher",
     "TickReport",
     "claim_next",
+    "descendants",
     "fail_running_trials",
     "finalize_cancel",
     "finish",
@@ -29,6 +30,7 @@ __all__ = [
     "is_alive",
     "mark_launched",
     "session_members",
+    "stop_descendants",
     "stop_session",
     "take_over",
 ]

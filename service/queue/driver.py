@@ -19,7 +19,7 @@ import traceback
 from sqlalchemy import Engine
 
 from service.db import SweepRow, make_engine, make_session_factory
-from service.queue.processes import stop_session
+from service.queue.processes import stop_descendants, stop_session
 from service.queue.states import finalize_cancel, finish, heartbeat
 
 __all__ = ["HEARTBEAT_S", "main"]
@@ -36,21 +36,27 @@ def _load(engine: Engine, sweep_id: str) -> SweepRow | None:
 
 
 def _stop_own_ray(grace_s: float) -> None:
-    # Ray's processes started by this driver share its session; stop them before touching the record.
-    stop_session(os.getsid(0), grace_s=grace_s, exclude=frozenset({os.getpid()}))
+    """Stop the processes this driver started (Ray's), before touching the record."""
+    if os.getsid(0) == os.getpid():
+        # Launched by a controller: this driver leads its own session, which holds all of Ray's processes.
+        stop_session(os.getpid(), grace_s=grace_s, exclude=frozenset({os.getpid()}))
+    else:
+        # Started by hand from a shell: the session is the shell's; stop only what descends from this process.
+        stop_descendants(os.getpid(), grace_s=grace_s)
 
 
 class _Heartbeat(threading.Thread):
     """Stamps the row every few seconds; ends the whole driver if the sweep was cancelled or taken over."""
 
-    def __init__(self, engine: Engine, storage_url: str, sweep_id: str, launch: int, grace_s: float) -> None:
+    def __init__(self, engine: Engine, storage_url: str, sweep_id: str, launch: int, *, grace_s: float,
+                 interval_s: float) -> None:
         super().__init__(name="hpscape-heartbeat", daemon=True)
         self._engine, self._storage_url = engine, storage_url
-        self._sweep_id, self._launch, self._grace_s = sweep_id, launch, grace_s
+        self._sweep_id, self._launch, self._grace_s, self._interval_s = sweep_id, launch, grace_s, interval_s
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        while not self.stopping.wait(HEARTBEAT_S):
+        while not self.stopping.wait(self._interval_s):
             try:
                 state = heartbeat(self._engine, self._sweep_id, launch=self._launch)
             except Exception as exc:  # noqa: BLE001 - a database hiccup must not end the sweep
@@ -96,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sweep_id")
     parser.add_argument("--launch", type=int, required=True, help="the row's `launches` value this driver owns")
     parser.add_argument("--resume", action="store_true", help="adopt trials an earlier launch left RUNNING")
+    parser.add_argument("--heartbeat-s", type=float, default=HEARTBEAT_S,
+                        help="seconds between heartbeats (and checks for a cancel)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -114,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     log.info("sweep %s (%s) launch %d%s: %d trials", row.id, row.record_name, args.launch,
              " (resume)" if args.resume else "", row.total_trials)
-    beat = _Heartbeat(engine, settings.storage, row.id, args.launch, settings.cancel_grace_s)
+    beat = _Heartbeat(engine, settings.storage, row.id, args.launch, grace_s=settings.cancel_grace_s,
+                      interval_s=args.heartbeat_s)
     beat.start()
     started = time.monotonic()
     try:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["is_alive", "session_members", "stop_session"]
+__all__ = ["descendants", "is_alive", "session_members", "stop_descendants", "stop_session"]
 
 _PROC = Path("/proc")
 
@@ -78,26 +79,58 @@ def _signal_all(pids: list[int], sig: int) -> None:
             pass
 
 
+def descendants(pid: int) -> list[int]:
+    """Live children, grandchildren, ... of `pid` (from /proc; empty where there is none)."""
+    if not _PROC.is_dir():
+        return []
+    children: dict[int, list[int]] = {}
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if fields[0] in ("Z", "X"):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, frontier = [], [pid]
+    while frontier:
+        for child in children.get(frontier.pop(), []):
+            found.append(child)
+            frontier.append(child)
+    return found
+
+
+def _stop(members: Callable[[], list[int]], grace_s: float, poll_s: float) -> bool:
+    current = members()
+    if not current:
+        return True
+    _signal_all(current, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not members():
+            return True
+        time.sleep(poll_s)
+    for _ in range(50):
+        current = members()
+        if not current:
+            return True
+        _signal_all(current, signal.SIGKILL)
+        time.sleep(poll_s)
+    return not members()
+
+
 def stop_session(sid: int, *, grace_s: float, exclude: frozenset[int] = frozenset(), poll_s: float = 0.1) -> bool:
     """SIGTERM every process of session `sid`, SIGKILL what is left after `grace_s`; True once all are gone.
 
     Ray's raylet, GCS and workers started by the driver live in its session but in other process groups, so
     signalling the driver's process group alone would leave them running.
     """
-    members = session_members(sid, exclude=exclude)
-    if not members:
-        return True
-    _signal_all(members, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        members = session_members(sid, exclude=exclude)
-        if not members:
-            return True
-        time.sleep(poll_s)
-    for _ in range(50):
-        members = session_members(sid, exclude=exclude)
-        if not members:
-            return True
-        _signal_all(members, signal.SIGKILL)
-        time.sleep(poll_s)
-    return not session_members(sid, exclude=exclude)
+    return _stop(lambda: session_members(sid, exclude=exclude), grace_s, poll_s)
+
+
+def stop_descendants(pid: int, *, grace_s: float, poll_s: float = 0.1) -> bool:
+    """Like `stop_session`, for the processes `pid` started (when it does not lead a session of its own)."""
+    return _stop(lambda: descendants(pid), grace_s, poll_s)

@@ -16,6 +16,7 @@ from typing import Any
 
 from landscapes.record import Attr, finish_trial, make_storage, open_study, record_epoch
 
+RAY_NODE_ATTR = "ray_node"  # the Ray node id (hex) of the worker that trains the trial, next to Attr.WORKER
 _STORAGES: dict[str, Any] = {}  # one connection pool per worker process, reused by actors that run several trials
 
 
@@ -44,6 +45,8 @@ def run_trial(config: dict[str, Any]) -> None:
     number = int(config["number"])
     trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
     study._storage.set_trial_user_attr(trial_id, Attr.WORKER, f"{socket.gethostname()}:{os.getpid()}")
+    # Which Ray node trains it: on a cluster, a retried trial shows the node it moved to.
+    study._storage.set_trial_user_attr(trial_id, RAY_NODE_ATTR, _ray_node_id())
 
     started = time.perf_counter()
     # Wall time accumulates over retries: a resumed worker adds its time to what its predecessors recorded.
@@ -72,6 +75,14 @@ def run_trial(config: dict[str, Any]) -> None:
     checkpoint_dir = checkpoint_dir_for(config["runs_dir"], config["sweep"], trial.variant, number)
     result = train_trial(trial, on_epoch=on_epoch, on_resume=on_resume, checkpoint_dir=checkpoint_dir)
     finish_trial(study, number, values_of(result.final), objective=objective, diverged=result.diverged)
+
+
+def _ray_node_id() -> str | None:
+    import ray
+
+    if not ray.is_initialized():  # called outside Ray (a test): get_runtime_context() would start a local Ray
+        return None
+    return ray.get_runtime_context().get_node_id()
 
 
 def _metric_values(metrics) -> dict[str, float]:

@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 
-from service.api.deps import OptunaDep, SessionDep, StateDep, SweepDep, WriterDep, ReaderDep
+from service.api.deps import OptunaDep, ReaderDep, SessionDep, StateDep, SweepDep, WriterDep
 from service.api.schemas import ErrorOut, SweepDetail, SweepList, SweepOut, SweepStatus
 from service.api.views import sweep_detail, sweep_out, sweep_summary_of
+from service.auth import TOKEN_NAME_PATTERN
 from service.sweeps import (
     MAX_IDEMPOTENCY_KEY,
     InputError,
@@ -84,8 +85,9 @@ def create_sweep(
     body: Annotated[Any, Depends(_json_body)],
     idempotency_key: Annotated[
         str | None,
-        Header(alias="Idempotency-Key", min_length=1, max_length=MAX_IDEMPOTENCY_KEY,
-               description="Repeat a request safely: the same key and body return the same sweep."),
+        Header(alias="Idempotency-Key", min_length=1, max_length=MAX_IDEMPOTENCY_KEY, pattern=r"^[\x21-\x7e]+$",
+               description="Repeat a request safely: the same key and body return the same sweep (printable "
+               "ASCII, no spaces, at most 255 characters)."),
     ] = None,
 ) -> SweepOut:
     """Queue a sweep: a full spec, or {"preset": "quick", ...overrides}; 202 with its id."""
@@ -109,7 +111,8 @@ def get_sweeps(
     _reader: ReaderDep,
     session: SessionDep,
     status_: Annotated[SweepStatus | None, Query(alias="status", description="only sweeps in this state")] = None,
-    owner: Annotated[str | None, Query(max_length=64, description="only sweeps this token name submitted")] = None,
+    owner: Annotated[str | None, Query(max_length=64, pattern=TOKEN_NAME_PATTERN.pattern,
+                                       description="only sweeps this token name submitted")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> SweepList:

@@ -1,0 +1,73 @@
+"""The service's tables and migrations, next to Optuna's in one database."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import setuptools
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from landscapes.record import make_storage
+from service.db import VERSION_TABLE, Base, current_revision, head_revision, make_engine, upgrade
+
+REPO = Path(__file__).resolve().parents[1]
+OURS = {"hpscape_sweeps", "hpscape_tokens", "hpscape_idempotency", VERSION_TABLE}
+
+
+@pytest.mark.parametrize("optuna_first", [True, False], ids=["optuna-first", "service-first"])
+def test_service_and_optuna_tables_share_a_database_without_colliding(storage_url, optuna_first):
+    engine = make_engine(storage_url)
+    if optuna_first:
+        make_storage(storage_url).engine.dispose()
+    assert current_revision(engine) is None
+    assert upgrade(engine) == head_revision() == current_revision(engine)
+    if not optuna_first:
+        make_storage(storage_url).engine.dispose()  # Optuna still creates and stamps its own schema
+    tables = set(inspect(engine).get_table_names())
+    assert OURS <= tables and {"studies", "trials", "alembic_version"} <= tables
+    with engine.connect() as connection:
+        optuna_revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+        ours = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
+    assert ours == head_revision() and optuna_revision != ours
+    assert upgrade(engine) == head_revision(), "upgrading again is a no-op"
+    make_storage(storage_url).engine.dispose()  # and Optuna still opens the database
+    engine.dispose()
+
+
+def test_the_migrations_create_exactly_the_tables_the_models_describe(storage_url):
+    engine = make_engine(storage_url)
+    upgrade(engine)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={
+            "include_name": lambda name, type_, _parent: type_ != "table" or name in OURS - {VERSION_TABLE}})
+        diff = compare_metadata(context, Base.metadata)
+    assert diff == [], f"models and migrations differ: {diff}"
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_controllers_starting_together_migrate_once(postgres_url, tmp_path):
+    script = ("import sys; from service.db import make_engine, upgrade; "
+              "print(upgrade(make_engine(sys.argv[1])))")
+    procs = [subprocess.Popen([sys.executable, "-c", script, postgres_url], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
+    assert {out.strip() for out, _ in outputs} == {head_revision()}
+
+
+def test_migrations_are_found_from_any_directory_and_are_packaged(tmp_path):
+    # Run from elsewhere: the script location is relative to the module, not to the working directory.
+    found = subprocess.run([sys.executable, "-c", "from service.db import head_revision; print(head_revision())"],
+                           cwd=tmp_path, capture_output=True, text=True,
+                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert found.returncode == 0 and found.stdout.strip() == head_revision(), found.stderr
+    # The same package discovery as pyproject.toml's [tool.setuptools.packages.find] ships the migrations.
+    packages = setuptools.find_packages(str(REPO), include=["service*"])
+    assert {"service.db.migrations", "service.db.migrations.versions"} <= set(packages)
+    assert (REPO / "service/db/migrations/env.py").is_file()
