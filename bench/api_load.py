@@ -158,7 +158,7 @@ def main() -> None:
                         help="the server's HPSCAPE_STATUS_CACHE_S (0: every status request reads Optuna)")
     args = parser.parse_args()
 
-    console = Console()
+    console = Console(width=max(Console().width, 110))
     with tempfile.TemporaryDirectory(prefix="hpscape-bench-") as tmp:
         workdir = Path(tmp)
         storage = args.storage or f"sqlite:///{workdir / 'bench.db'}"
@@ -168,7 +168,9 @@ def main() -> None:
         server = start_server(storage, port, args.status_cache_s, workdir)
         try:
             console.print(f"{args.clients} clients for {args.duration:.0f} s against http://127.0.0.1:{port} ...")
+            cpu_before = cpu_seconds(server.pid)
             results = asyncio.run(load(f"http://127.0.0.1:{port}", token, sweep_id, args.clients, args.duration))
+            server_cpu = cpu_seconds(server.pid) - cpu_before
         finally:
             os.killpg(server.pid, 15)
             server.wait(30)
@@ -186,6 +188,16 @@ def main() -> None:
                       f"{quantile(values, 0.50) * 1000:.1f}", f"{quantile(values, 0.99) * 1000:.1f}",
                       f"{statistics.fmean(values) * 1000 if values else float('nan'):.1f}")
     console.print(table)
+    served = sum(len(r["latencies"]) + r["errors"] for r in results.values())
+    console.print(f"server process CPU: {server_cpu:.1f} s for {served} requests (incl. 6 warm-up) = "
+                  f"{server_cpu / max(1, served) * 1000:.1f} ms per request; load average "
+                  f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPU(s)")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

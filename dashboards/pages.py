@@ -169,7 +169,8 @@ def sweep_list_html(
 </form>
 <div id="message" class="message" hidden></div>
 <table id="sweeps" class="grid-table">
-  <thead><tr><th>sweep</th><th>status</th><th>progress</th><th>owner</th><th>created</th><th>finished</th></tr></thead>
+  <thead><tr><th class="left">sweep</th><th class="left">status</th><th class="left">progress</th>
+    <th class="left">owner</th><th class="left">created</th><th class="left">finished</th></tr></thead>
   <tbody></tbody>
 </table>
 <button id="more" type="button" hidden>more</button>

@@ -15,7 +15,7 @@ case "$role" in
     # The dashboard listens on loopback inside the container: reach it with `docker compose exec ray-head ...`
     # or an SSH tunnel, never on a published port.
     exec ray start --head --block --disable-usage-stats \
-      --port=6379 --ray-client-server-port=10001 \
+      --port=6379 \
       --dashboard-host=127.0.0.1 \
       --num-cpus="${HPSCAPE_HEAD_CPUS:-0}" --num-gpus=0 "$@"
     ;;

@@ -64,7 +64,7 @@ MAX_TOTAL_TRIALS = 5000
 
 # No "/": study names are "<sweep name>/<variant>".
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-MODEL_NAME_PATTERN = re.compile(r"^shake_shake_(\d+)_2x(16|32|64|96)d$")
+MODEL_NAME_PATTERN = re.compile(r"^shake_shake_(\d+)_2x(8|16|32|64|96)d$")
 
 # numpy's legacy seeding and many CUDA RNG paths take 32-bit seeds.
 _MAX_SEED = 2**32 - 1
@@ -105,7 +105,7 @@ def validate_model_name(name: str) -> ModelArch:
     """Parse ``shake_shake_<depth>_2x<width>d``; raise ValueError saying what is accepted."""
     hint = (
         "expected shake_shake_<depth>_2x<width>d with depth = 6n+2 >= 8 (8, 14, 20, 26, ...) "
-        "and width one of 16, 32, 64, 96, e.g. shake_shake_26_2x64d"
+        "and width one of 8, 16, 32, 64, 96, e.g. shake_shake_26_2x64d"
     )
     match = MODEL_NAME_PATTERN.match(name) if isinstance(name, str) else None
     if match is None:

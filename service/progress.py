@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -103,7 +104,7 @@ def summarize(storage: BaseStorage, record_name: str, variants: list[str]) -> di
         ).tuples():
             summary[variant_of[study_id]]["diverged"] = n
         ranked = (
-            select(trial.study_id, trial.trial_id,
+            select(trial.study_id, trial.trial_id, trial.number, value.value,
                    func.row_number().over(partition_by=trial.study_id,
                                           order_by=(value.value, trial.number)).label("rank"))
             .join(value, and_(value.trial_id == trial.trial_id, value.objective == 0))
@@ -111,15 +112,25 @@ def summarize(storage: BaseStorage, record_name: str, variants: list[str]) -> di
                    ~diverged)
             .subquery()
         )
-        best = session.execute(select(ranked.c.study_id, ranked.c.trial_id).where(ranked.c.rank == 1)).tuples().all()
-    for study_id, trial_id in best:
-        frozen = storage.get_trial(trial_id)
+        best = session.execute(select(ranked.c.study_id, ranked.c.trial_id, ranked.c.number, ranked.c.value)
+                               .where(ranked.c.rank == 1)).tuples().all()
+        ids = [trial_id for _, trial_id, _, _ in best]
+        params: dict[int, dict[str, float]] = {}
+        param = _rdb.TrialParamModel
+        for trial_id, name, raw in session.execute(
+            select(param.trial_id, param.param_name, param.param_value)
+            .where(param.trial_id.in_(ids), param.param_name.in_((PARAM_LR, PARAM_WEIGHT_DECAY)))
+        ).tuples():
+            params.setdefault(trial_id, {})[name] = raw  # a float distribution stores the value itself
+        seeds = dict(session.execute(select(attr.trial_id, attr.value_json)
+                                     .where(attr.trial_id.in_(ids), attr.key == Attr.SEED)).tuples().all())
+    for study_id, trial_id, number, best_value in best:
         summary[variant_of[study_id]]["best"] = {
-            "number": frozen.number,
-            "value": frozen.value,
-            "lr": frozen.params.get(PARAM_LR),
-            "weight_decay": frozen.params.get(PARAM_WEIGHT_DECAY),
-            "seed": frozen.user_attrs.get(Attr.SEED),
+            "number": number,
+            "value": best_value,
+            "lr": params.get(trial_id, {}).get(PARAM_LR),
+            "weight_decay": params.get(trial_id, {}).get(PARAM_WEIGHT_DECAY),
+            "seed": json.loads(seeds[trial_id]) if trial_id in seeds else None,
         }
     return summary
 

@@ -1,7 +1,7 @@
 """A sweep on a two-node Ray cluster on this machine, submitted to the controller (`hpscape serve`) on PostgreSQL.
 
-The head (1 CPU) and a second node (1 CPU, custom resource `node2`) each run in their own session, with Ray token
-authentication on, as two machines would. The sweep's trials run on both nodes; the second node is killed (every
+The head (1 CPU) and a second node (1 CPU, custom resource `node2`) are started by the containers' own script,
+`docker/ray-node.sh head|worker`, each in its own session, with Ray token authentication on, as two machines would. The sweep's trials run on both nodes; the second node is killed (every
 process of it, SIGKILL) while it trains a trial; Ray retries that trial on the head from its checkpoint in the shared
 runs directory and the sweep completes with every cell finished exactly once.
 
@@ -39,6 +39,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.postgres]
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).parent / "ray")
+RAY_NODE_SCRIPT = REPO / "docker" / "ray-node.sh"
 HEAD_IP, NODE2_IP = "127.0.0.2", "127.0.0.3"
 EPOCHS = 6
 SPEC: dict[str, Any] = {
@@ -142,7 +143,7 @@ def _ray_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "HPSCAPE_"))}
     # Token authentication as a real cluster should run it: every node and every driver holds the secret.
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_USAGE_STATS_ENABLED="0",
-               PYTHONPATH=str(REPO))
+               PYTHONPATH=str(REPO), PATH=os.pathsep.join([str(Path(RAY).parent), env.get("PATH", "/usr/bin:/bin")]))
     return env
 
 
@@ -154,11 +155,13 @@ def _node_ports() -> list[str]:
             "--object-store-memory=200000000", "--disable-usage-stats", "--block"]
 
 
-def _start_node(name: str, args: list[str], env: dict[str, str], logs: Path) -> RayNode:
+def _start_node(name: str, role: str, args: list[str], env: dict[str, str], logs: Path) -> RayNode:
+    """`docker/ray-node.sh ROLE` with extra `ray start` flags (a later flag overrides the script's own)."""
     temp_dir = Path(tempfile.mkdtemp(prefix=f"hpscape-{name}-", dir="/tmp"))  # short: Ray's socket paths
     log = logs / f"ray-{name}.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen([RAY, "start", *args, f"--temp-dir={temp_dir}", *_node_ports()], env=env,
+        process = subprocess.Popen(["bash", str(RAY_NODE_SCRIPT), role, *args, f"--temp-dir={temp_dir}",
+                                    *_node_ports()], env=env,
                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True, cwd=str(REPO))
     return RayNode(name, process, temp_dir, log)
@@ -173,14 +176,15 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     address = f"{HEAD_IP}:{port}"
     nodes: list[RayNode] = []
     try:
-        head = _start_node("head", ["--head", f"--port={port}", f"--node-ip-address={HEAD_IP}", "--num-cpus=1",
-                                    "--num-gpus=0", "--include-dashboard=false"], env, tmp_path)
+        head = _start_node("head", "head", [f"--port={port}", f"--node-ip-address={HEAD_IP}",
+                                            "--include-dashboard=false"], {**env, "HPSCAPE_HEAD_CPUS": "1"}, tmp_path)
         nodes.append(head)
         _wait_for("the Ray head to start", lambda: "Ray runtime started" in head.log.read_text(errors="replace")
                   or head.process.poll() is not None, 90, context=lambda: _tail(head.log))
         assert head.process.poll() is None, _tail(head.log)
-        node2 = _start_node("node2", [f"--address={address}", f"--node-ip-address={NODE2_IP}", "--num-cpus=1",
-                                      "--num-gpus=0", '--resources={"node2": 1}'], env, tmp_path)
+        node2 = _start_node("node2", "worker", [f"--node-ip-address={NODE2_IP}", "--num-gpus=0",
+                                                 '--resources={"node2": 1}'],
+                            {**env, "HPSCAPE_RAY_HEAD": address, "HPSCAPE_WORKER_CPUS": "1"}, tmp_path)
         nodes.append(node2)
         cluster = Cluster(address, env, head, node2)
         listed = _wait_for("both nodes to join", lambda: [n for n in cluster.nodes() if n["alive"]]

@@ -298,7 +298,8 @@ def test_landscape_api_body(service, lands) -> None:
     response = client.get(f"/api/v1/sweeps/{sweep_id}/landscape", headers=AUTH)
     assert response.status_code == 200 and "landscape;dur=" in response.headers["server-timing"]
     body = response.json()
-    assert body["sweep"]["id"] == sweep_id and body["sweep"]["name"] == record
+    assert body["sweep"]["id"] == sweep_id and body["sweep"]["record_name"] == record
+    assert body["sweep"]["name"] == FIG2_TEST.name
     assert body["sweep"]["status"] == "running" and body["sweep"]["epochs"] == 20
     assert "figure" not in body
     sgd = body["landscapes"]["sgd"]

@@ -18,7 +18,6 @@ import pytest
 from landscapes import build_sweep_landscapes, finish_trial, open_study, running_trials
 from test_dashboard import ADMIN, FIG2_TEST, N_LR, N_WD, seeded_service
 
-pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -226,3 +225,24 @@ def test_metric_and_epoch_selectors(live: dict[str, Any], page: Any) -> None:
     assert page.locator("#epoch option[value='3']").is_disabled()
     cbar = page.evaluate("document.getElementById('figure').layout.coloraxis.colorbar.title.text")
     assert cbar == "test loss"
+
+
+def test_private_server_asks_for_a_token(live: dict[str, Any], browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    try:
+        page.goto(f"{live['base']}/sweeps/{live['sweep_id']}")
+        page.locator("#auth").wait_for(state="visible", timeout=15_000)
+        assert "needs a token" in page.locator("#message").inner_text()
+        page.fill("#token", ADMIN)
+        page.click("#token-save")
+        page.wait_for_function("window.hpscape.firstRenderMs !== null", timeout=30_000)
+        assert page.locator("#auth").is_hidden()
+        assert page.evaluate("window.localStorage.getItem('hpscape.token')") == ADMIN
+    finally:
+        context.close()
+    # The only errors are the browser's own notes on the refused (401) requests.
+    assert errors and all("401" in e for e in errors), errors

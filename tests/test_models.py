@@ -21,7 +21,7 @@ from workers.models.registry import _MODEL_REGISTRY
 from workers.models.shake_shake import _shake_shake_image_mix
 
 EXPECTED_NAMES = {
-    f"shake_shake_{depth}_2x{width}d" for depth in (8, 14, 20, 26, 32) for width in (16, 32, 64, 96)
+    f"shake_shake_{depth}_2x{width}d" for depth in (8, 14, 20, 26, 32) for width in (8, 16, 32, 64, 96)
 }
 
 

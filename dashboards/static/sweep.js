@@ -172,7 +172,7 @@
 
   function renderHeader(payload) {
     var sweep = payload.sweep || {};
-    $("sweep-name").textContent = sweep.name || config.sweep_id;
+    $("sweep-name").textContent = (sweep.name || "") + " \u00b7 " + config.sweep_id;
     document.title = "hpscape \u00b7 " + (sweep.name || config.sweep_id);
     var status = sweep.status || "";
     var badge = $("sweep-status");
@@ -245,11 +245,6 @@
     });
     $("model").addEventListener("change", function () { state.model = $("model").checked; reload(); });
     $("live").addEventListener("change", schedule);
-    $("token-save").addEventListener("click", function () {
-      try { window.localStorage.setItem("hpscape.token", $("token").value.trim()); } catch (e) { /* private mode */ }
-      reload();
-      loadTable(state.cell);
-    });
     $("table-best").addEventListener("click", function () { state.cell = null; loadTable(null); });
     tableSel.addEventListener("change", function () { state.cell = null; loadTable(null); });
     Array.prototype.forEach.call(document.querySelectorAll("[data-export]"), function (button) {
@@ -473,7 +468,8 @@
   // Exports
 
   function fileStem() {
-    var name = (state.payload && state.payload.sweep && state.payload.sweep.name) || config.sweep_id;
+    var sweep = (state.payload && state.payload.sweep) || {};
+    var name = sweep.record_name || sweep.name || config.sweep_id;
     return name + "-" + state.metric + (state.epoch ? "-epoch" + state.epoch : "");
   }
 
@@ -494,6 +490,12 @@
   domReady.then(function () {
     gd = $("figure");
     curvesDiv = $("curves");
+    // Bound at once (not with the other controls): a page without a token never renders until it has one.
+    $("token-save").addEventListener("click", function () {
+      try { window.localStorage.setItem("hpscape.token", $("token").value.trim()); } catch (e) { /* private mode */ }
+      reload();
+      if (state.payload) loadTable(state.cell);
+    });
   });
   load();
 })();

@@ -82,7 +82,7 @@
       var name = s.name || s.record_name || s.id;
       var status = s.status || "";
       return "<tr data-id='" + esc(s.id) + "'><td class=left><a href='" + esc(config.pages) + "/sweeps/" +
-        encodeURIComponent(s.id) + "'>" + esc(name) + "</a></td><td class=left><span class='badge " + esc(status) +
+        encodeURIComponent(s.id) + "'>" + esc(name) + "</a> <span class=muted>" + esc(s.id) + "</span></td><td class=left><span class='badge " + esc(status) +
         "'>" + esc(status) + "</span></td><td class=left>" + progressCell(s) + "</td><td class=left>" + esc(s.owner) +
         "</td><td class=left>" + when(s.created_at) + "</td><td class=left>" + when(s.finished_at) + "</td></tr>";
     });

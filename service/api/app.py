@@ -13,7 +13,7 @@ from pydantic.json_schema import models_json_schema
 
 from landscapes import SweepSpec
 from service.api.errors import MAX_BODY_BYTES, BodyLimitMiddleware, install_error_handlers
-from service.api.routes import health, sweeps, trials
+from service.api.routes import health, landscape, pages, sweeps, trials
 from service.api.schemas import PresetSubmission
 from service.api.state import ServiceState
 from service.queue import Launcher
@@ -31,21 +31,7 @@ Send `Authorization: Bearer TOKEN` (`hpscape token create NAME`); reads are open
 
 
 def _routers() -> list[Any]:
-    routers = [health.router, sweeps.router, trials.router]
-    # Pages and the landscape endpoint come from the dashboards work; until they land the API runs without them.
-    try:
-        from service.api.routes import landscape
-
-        routers.append(landscape.router)
-    except ImportError:
-        log.debug("service.api.routes.landscape is not there yet")
-    try:
-        from service.api.routes import pages
-
-        routers.append(pages.router)
-    except ImportError:
-        log.debug("service.api.routes.pages is not there yet")
-    return routers
+    return [health.router, sweeps.router, trials.router, landscape.router, pages.router]
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

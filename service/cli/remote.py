@@ -206,7 +206,8 @@ def _watch(client: Client, sweep: dict[str, Any], interval: float) -> dict[str, 
     per_variant = _per_variant_total(sweep)
     columns = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
                TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as bars:
+    # On stderr: stdout stays clean for the final table (or --json) when piped.
+    with Progress(*columns, console=err_console, transient=False) as bars:
         overall = bars.add_task("all", total=sweep["total_trials"], note="")
         tasks = {v: bars.add_task(v, total=per_variant, note="") for v in sweep["variants"]}
         while True:

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from optuna.storages import BaseStorage
 from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from service.db.models import SweepRow, utcnow
 from service.queue.launcher import Launcher

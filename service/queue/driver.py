@@ -141,10 +141,12 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("driver interrupted after %.0f s; the row stays running for a relaunch unless cancelled",
                     time.monotonic() - started)
         return _EXIT_INTERRUPTED
-    except Exception:  # noqa: BLE001 - every failure must reach the row
+    except Exception as exc:  # noqa: BLE001 - every failure must reach the row
         beat.stopping.set()
-        error = traceback.format_exc()
-        log.error("sweep %s failed:\n%s", row.id, error)
+        log.error("sweep %s failed:\n%s", row.id, traceback.format_exc())
+        current = _load(engine, row.id)
+        where = f" ({current.log_path})" if current is not None and current.log_path else ""
+        error = "".join(traceback.format_exception_only(exc)).strip() + f"\nthe traceback is in the driver's log{where}"
         finish(engine, row.id, launch=args.launch, status="failed", error=error)
         return 1
     beat.stopping.set()

@@ -19,7 +19,7 @@ __all__ = ["ShakeShake", "ShakeShakeBlock", "shake_shake_image", "count_paramete
 
 DEPTHS: tuple[int, ...] = (8, 14, 20, 26, 32)
 BRANCHES: tuple[int, ...] = (2,)
-WIDTHS: tuple[int, ...] = (16, 32, 64, 96)
+WIDTHS: tuple[int, ...] = (8, 16, 32, 64, 96)  # 8: the CPU-sized digits model of the quick preset
 _STEM_CHANNELS = 16
 
 

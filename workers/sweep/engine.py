@@ -226,10 +226,24 @@ def _init_ray(address: str | None) -> None:
         return
     quiet = {"log_to_driver": False, "logging_level": logging.ERROR}  # the record and the display are ours
     if address:
-        ray.init(address=address, **quiet)
+        try:
+            ray.init(address=address, **quiet)
+        except ConnectionError as exc:
+            raise ConnectionError(_cluster_connection_help(address)) from exc
     else:
-        # Local Ray: loopback only, no dashboard (nothing listens beyond this machine).
+        # Local Ray: no dashboard. Ray (2.60) still opens its ports on every interface, but a cluster that ray.init
+        # starts requires its token (~/.ray/auth_token, created on first use), so nothing else can join or submit.
         ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
+
+
+def _cluster_connection_help(address: str) -> str:
+    # Ray only says "Failed to connect"; the usual causes are a stopped head and a missing token.
+    return (
+        f"cannot connect to the Ray cluster at {address}: check that its head is running (`ray status --address "
+        f"{address}`) and reachable from here. A cluster with token authentication (the default of Ray 2.60) also "
+        "needs RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, or the file ~/.ray/auth_token) in this "
+        "process's environment; a driver given an explicit address never turns token authentication on by itself"
+    )
 
 
 class _ProgressCallback(Callback):

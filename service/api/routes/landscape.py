@@ -82,7 +82,8 @@ def _sweep_info(row: SweepRow) -> dict[str, Any]:
 
     return {
         "id": row.id,
-        "name": row.record_name,
+        "name": row.name,
+        "record_name": row.record_name,
         "status": row.status,
         "owner": row.owner,
         "dataset": spec.get("dataset"),
