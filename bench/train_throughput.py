@@ -62,7 +62,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--images", type=int, default=None, help="images per epoch (default: 25600 GPU, 1024 CPU)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per path; the first is warm-up")
-    parser.add_argument("--no-compile", action="store_true", help="fast path without torch.compile")
+    parser.add_argument("--paths", default="eager,bf16,fast",
+                        help="comma-separated subset of: eager (fp32), bf16 (+ channels_last), fast (+ torch.compile)")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -70,11 +71,14 @@ def main() -> None:
     data = random_dataset(args.shape, images, device)
     common = dict(model=args.model, dataset=data.name, variant="sgdw", lr=0.05, weight_decay=5e-4,
                   epochs=args.epochs, batch_size=args.batch_size, device=str(device))
-    paths = {
-        "eager fp32": TrialConfig(**common),
-        "bf16 + channels_last": TrialConfig(**common, precision="bf16", channels_last=True),
-    }
-    if not args.no_compile:
+    wanted = set(args.paths.split(","))
+    unknown = wanted - {"eager", "bf16", "fast"}
+    if unknown:
+        parser.error(f"--paths: unknown {', '.join(sorted(unknown))}; choose from eager, bf16, fast")
+    paths = {"eager fp32": TrialConfig(**common)}  # the baseline is always measured
+    if "bf16" in wanted:
+        paths["bf16 + channels_last"] = TrialConfig(**common, precision="bf16", channels_last=True)
+    if "fast" in wanted:
         paths["fast (bf16 + channels_last + compile)"] = TrialConfig.fast(**common)
 
     rates = {name: measure(config, data) for name, config in paths.items()}

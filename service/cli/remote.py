@@ -174,8 +174,18 @@ def status_table(sweep: dict[str, Any]) -> Table:
     return table
 
 
-def _per_variant_total(sweep: dict[str, Any]) -> int:
-    return max(1, sweep["total_trials"] // max(1, len(sweep["variants"])))
+def _variant_totals(sweep: dict[str, Any]) -> dict[str, int]:
+    """Trials each variant runs, from the spec (grids may give each variant its own learning rates)."""
+    spec = sweep["spec"]
+    totals = {}
+    for variant in sweep["variants"]:
+        if spec.get("grid"):
+            lr = spec["grid"]["lr"]
+            lrs = lr.get(variant, []) if isinstance(lr, dict) else lr
+            totals[variant] = len(lrs) * len(spec["grid"]["weight_decay"]) * len(spec.get("seeds", [0]))
+        else:
+            totals[variant] = int(spec.get("bayes", {}).get("n_trials", 0))
+    return totals
 
 
 def status(
@@ -203,13 +213,13 @@ def status(
 
 
 def _watch(client: Client, sweep: dict[str, Any], interval: float) -> dict[str, Any]:
-    per_variant = _per_variant_total(sweep)
+    totals = _variant_totals(sweep)
     columns = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
                TimeElapsedColumn())
     # On stderr: stdout stays clean for the final table (or --json) when piped.
     with Progress(*columns, console=err_console, transient=False) as bars:
         overall = bars.add_task("all", total=sweep["total_trials"], note="")
-        tasks = {v: bars.add_task(v, total=per_variant, note="") for v in sweep["variants"]}
+        tasks = {v: bars.add_task(v, total=totals[v] or None, note="") for v in sweep["variants"]}
         while True:
             for variant, info in sweep["variants"].items():
                 counts = info["counts"]

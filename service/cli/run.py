@@ -68,7 +68,7 @@ def run(
                 data_dir=data_dir or settings.data_dir, ray_address=ray_address or settings.ray_address,
                 resume=resume is not None, on_progress=on_progress,
             )
-        except (SweepInterrupted, SpecMismatch) as exc:
+        except (SweepInterrupted, SpecMismatch, ConnectionError) as exc:
             live.stop()
             fail_usage(str(exc))
     console.print(progress_table({"summary": outcome.summary, "spec": spec, "final": True,
@@ -89,20 +89,23 @@ def progress_table(snapshot: dict[str, Any]) -> Table:
     if not snapshot.get("final") and done_all and remaining > 0:
         title += f", ETA {elapsed / done_all * remaining:,.0f} s"
     table = Table(title=title)
+    final = bool(snapshot.get("final"))
     table.add_column("variant", no_wrap=True)
     table.add_column("done", justify="right", no_wrap=True)
-    table.add_column("", width=_BAR, no_wrap=True)
+    if not final:  # the bar is for watching; the final table keeps the numbers whole in 80 columns
+        table.add_column("", width=_BAR, no_wrap=True)
     for label in _STATE_COLUMNS.values():
         table.add_column(label, justify="right")
-    table.add_column(f"best {spec.metric}", justify="right")
+    table.add_column(f"best {spec.metric}", justify="right", no_wrap=True)
     table.add_column("at lr, wd", justify="right", no_wrap=True)
     for variant in spec.variants:
         info = summary.get(variant, {"counts": {}, "best": None})
         done = _done(info)
         filled = int(_BAR * done / per_variant) if per_variant else _BAR
         best = info.get("best")
+        bar = [] if final else ["█" * filled + "░" * (_BAR - filled)]
         table.add_row(
-            variant, f"{done}/{per_variant}", "█" * filled + "░" * (_BAR - filled),
+            variant, f"{done}/{per_variant}", *bar,
             *[str(info["counts"].get(state, 0)) for state in _STATE_COLUMNS],
             f"{best['value']:.4f}" if best else "-",
             f"{best['lr']:.3g}, {best['weight_decay']:.3g}" if best else "-",
