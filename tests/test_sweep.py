@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -45,8 +46,14 @@ def local_ray():
     ray.shutdown()
 
 
+@functools.lru_cache(maxsize=None)
+def _storage(storage_url: str):
+    # One engine per database: polling with a new engine each time exhausts PostgreSQL's connection slots.
+    return make_storage(storage_url)
+
+
 def trials_of(storage_url: str, sweep: str, variant: str) -> list[optuna.trial.FrozenTrial]:
-    return open_study(make_storage(storage_url), sweep, variant, create=False).get_trials(deepcopy=False)
+    return open_study(_storage(storage_url), sweep, variant, create=False).get_trials(deepcopy=False)
 
 
 def assert_each_cell_finished_once(storage_url: str, spec: SweepSpec) -> None:
