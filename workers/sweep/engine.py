@@ -114,6 +114,7 @@ def run_sweep(
             "objective": spec.metric,
             "number": frozen.number,
             "threads": max(1, int(spec.resources.cpu)),
+            "report_every_epoch": _uses_asha(spec),
             "trial": trial_config(spec, variant, frozen, data_dir=data_dir),
         }
 
@@ -208,10 +209,14 @@ def _sampler(spec: SweepSpec, variant: str) -> optuna.samplers.BaseSampler | Non
     return optuna.samplers.TPESampler(seed=seed, multivariate=True)
 
 
+def _uses_asha(spec: SweepSpec) -> bool:
+    return spec.bayes is not None and spec.bayes.pruning == "asha" and spec.epochs > 1
+
+
 def _scheduler(spec: SweepSpec):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    if spec.bayes is not None and spec.bayes.pruning == "asha" and spec.epochs > 1:
+    if _uses_asha(spec):
         return ASHAScheduler(
             time_attr="epoch", metric=spec.metric, mode="min", max_t=spec.epochs,
             grace_period=max(1, spec.epochs // 9), reduction_factor=3,

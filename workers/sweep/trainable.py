@@ -65,7 +65,11 @@ def run_trial(config: dict[str, Any]) -> None:
         if metrics.epoch == trial.epochs or metrics.diverged:
             # Finish before the last report: a scheduler may stop the trial the moment it sees the final epoch.
             finish_trial(study, number, values, objective=objective, diverged=metrics.diverged)
-        tune.report({"epoch": metrics.epoch, "number": number, **values})
+        final = metrics.epoch == trial.epochs or metrics.diverged
+        if config.get("report_every_epoch", True) or final:
+            # Each report waits for the driver to take it; only a scheduler (ASHA) needs one per epoch, since
+            # the study already holds every epoch.
+            tune.report({"epoch": metrics.epoch, "number": number, **values})
 
     def on_resume(history) -> None:
         # A worker killed between a checkpoint and its record left that epoch unrecorded: record it now.
