@@ -49,6 +49,7 @@ from .record import (
     record_epoch,
     running_trials,
     stop_trial,
+    summarize_trials,
     sweep_summary,
     trial_cell,
 )
@@ -135,6 +136,7 @@ __all__ = [
     "running_trials",
     "stop_trial",
     "study_name",
+    "summarize_trials",
     "sweep_summary",
     "trial_cell",
     "validate_model_name",

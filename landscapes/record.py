@@ -50,6 +50,7 @@ __all__ = [
     "record_epoch",
     "running_trials",
     "stop_trial",
+    "summarize_trials",
     "sweep_summary",
     "trial_cell",
 ]
@@ -551,28 +552,32 @@ def sweep_summary(storage: BaseStorage | str, sweep: str) -> dict[str, dict[str,
     The result is JSON-ready: ``{"study", "n_trials", "counts": {state name: n}, "diverged",
     "best": {"number", "value", "lr", "weight_decay", "seed"} or None}``.
     """
-    summary: dict[str, dict[str, Any]] = {}
-    for variant, study in list_sweep_studies(storage, sweep).items():
-        trials = study.get_trials(deepcopy=False)
-        counts = {state.name: 0 for state in TrialState}
-        for trial in trials:
-            counts[trial.state.name] += 1
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        healthy = [t for t in complete if not t.user_attrs.get(Attr.DIVERGED)]
-        best = min(healthy, key=lambda t: (t.value, t.number), default=None)
-        summary[variant] = {
-            "study": study.study_name,
-            "n_trials": len(trials),
-            "counts": counts,
-            "diverged": len(complete) - len(healthy),
-            "best": None
-            if best is None
-            else {
-                "number": best.number,
-                "value": best.value,
-                "lr": best.params.get(PARAM_LR),
-                "weight_decay": best.params.get(PARAM_WEIGHT_DECAY),
-                "seed": best.user_attrs.get(Attr.SEED),
-            },
-        }
-    return summary
+    return {
+        variant: summarize_trials(study.study_name, study.get_trials(deepcopy=False))
+        for variant, study in list_sweep_studies(storage, sweep).items()
+    }
+
+
+def summarize_trials(study: str, trials: Sequence[FrozenTrial]) -> dict[str, Any]:
+    """One variant's entry of `sweep_summary`, from trials already loaded."""
+    counts = {state.name: 0 for state in TrialState}
+    for trial in trials:
+        counts[trial.state.name] += 1
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    healthy = [t for t in complete if not t.user_attrs.get(Attr.DIVERGED)]
+    best = min(healthy, key=lambda t: (t.value, t.number), default=None)
+    return {
+        "study": study,
+        "n_trials": len(trials),
+        "counts": counts,
+        "diverged": len(complete) - len(healthy),
+        "best": None
+        if best is None
+        else {
+            "number": best.number,
+            "value": best.value,
+            "lr": best.params.get(PARAM_LR),
+            "weight_decay": best.params.get(PARAM_WEIGHT_DECAY),
+            "seed": best.user_attrs.get(Attr.SEED),
+        },
+    }

@@ -17,7 +17,7 @@ from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from landscapes import study_name
-from landscapes.record import PARAM_LR, PARAM_WEIGHT_DECAY, Attr
+from landscapes.record import PARAM_LR, PARAM_WEIGHT_DECAY, Attr, summarize_trials
 
 __all__ = ["TRIAL_COLUMNS", "load_trials", "summarize", "trial_row", "trials_csv", "variant_summaries"]
 
@@ -43,28 +43,10 @@ def load_trials(storage: BaseStorage, record_name: str, variants: Iterable[str])
 
 def variant_summaries(trials_by_variant: dict[str, list[FrozenTrial]], record_name: str) -> dict[str, dict[str, Any]]:
     """The same shape as `landscapes.record.sweep_summary`, from trials already loaded (known variants only)."""
-    summary: dict[str, dict[str, Any]] = {}
-    for variant, trials in trials_by_variant.items():
-        counts = {state.name: 0 for state in TrialState}
-        for trial in trials:
-            counts[trial.state.name] += 1
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        healthy = [t for t in complete if not t.user_attrs.get(Attr.DIVERGED)]
-        best = min(healthy, key=lambda t: (t.value, t.number), default=None)
-        summary[variant] = {
-            "study": study_name(record_name, variant),
-            "n_trials": len(trials),
-            "counts": counts,
-            "diverged": len(complete) - len(healthy),
-            "best": None if best is None else {
-                "number": best.number,
-                "value": best.value,
-                "lr": best.params.get(PARAM_LR),
-                "weight_decay": best.params.get(PARAM_WEIGHT_DECAY),
-                "seed": best.user_attrs.get(Attr.SEED),
-            },
-        }
-    return summary
+    return {
+        variant: summarize_trials(study_name(record_name, variant), trials)
+        for variant, trials in trials_by_variant.items()
+    }
 
 
 def summarize(storage: BaseStorage, record_name: str, variants: list[str]) -> dict[str, dict[str, Any]]:
