@@ -6,7 +6,6 @@ import math
 import re
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from landscapes.record import DIVERGED_LOSS, DIVERGED_VALUE

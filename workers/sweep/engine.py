@@ -93,7 +93,6 @@ def run_sweep(
     on_progress: ProgressCallback | None = None,
     max_retries: int = MAX_RETRIES,
 ) -> SweepOutcome:
-    import ray
     from ray import tune
 
     started = time.time()
