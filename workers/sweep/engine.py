@@ -21,7 +21,15 @@ import optuna
 from ray.tune import Callback
 
 from landscapes import SweepSpec
-from landscapes.record import enqueue_cells, make_storage, open_study, running_trials, sweep_summary
+from landscapes.record import (
+    Attr,
+    enqueue_cells,
+    list_sweep_studies,
+    make_storage,
+    open_study,
+    running_trials,
+    sweep_summary,
+)
 from workers.sweep.searcher import StudySearcher, settle
 from workers.sweep.trainable import run_trial
 
@@ -73,13 +81,11 @@ def prepare_sweep(spec: SweepSpec, storage_url: str) -> dict[str, optuna.Study]:
 def recorded_spec(storage_url: str, name: str) -> SweepSpec:
     """The spec a sweep was started with, read back from its studies (for `hpscape run --resume NAME`)."""
     storage = make_storage(storage_url)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
-    mine = [n for n in names if n.startswith(f"{name}/")]
-    if not mine:
-        known = sorted({n.split("/", 1)[0] for n in names})
+    studies = list_sweep_studies(storage, name)
+    if not studies:
+        known = sorted({s.study_name.split("/", 1)[0] for s in storage.get_all_studies()})
         raise LookupError(f"no sweep named {name!r} in {storage_url}; known sweeps: {', '.join(known) or 'none'}")
-    study = optuna.load_study(study_name=mine[0], storage=storage)
-    return SweepSpec.model_validate(study.user_attrs[SPEC_ATTR])
+    return SweepSpec.model_validate(next(iter(studies.values())).user_attrs[SPEC_ATTR])
 
 
 def run_sweep(
@@ -156,8 +162,6 @@ def trial_config(
     spec: SweepSpec, variant: str, frozen: optuna.trial.FrozenTrial, *, data_dir: str | Path | None
 ) -> dict[str, Any]:
     """The TrialConfig (as a dict) of one claimed Optuna trial; a GPU trial takes the fast path."""
-    from landscapes.record import Attr
-
     fast = spec.resources.gpu > 0
     return {
         "dataset": spec.dataset,

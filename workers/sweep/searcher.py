@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from landscapes import SweepSpec
-from landscapes.record import Attr, ask_bayes, claim_next, fail_trial, finish_trial, stop_trial
+from landscapes.record import Attr, ask_bayes, claim_next, fail_trial, finish_trial, get_trial, stop_trial
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,7 @@ class StudySearcher(Searcher):
         variant, number = pick
         self._live[trial_id] = pick
         self.dispatched.append(pick)
-        frozen = self._studies[variant]._storage.get_trial(self._trial_id(variant, number))
-        return self._make_config(variant, frozen)
+        return self._make_config(variant, get_trial(self._studies[variant], number))
 
     def _claim(self) -> tuple[str, int] | None:
         """Round-robin over the variants, so every panel of the landscape fills at the same pace."""
@@ -92,10 +91,6 @@ class StudySearcher(Searcher):
             settle(self._studies[pick[0]], pick[1], objective=self._spec.metric, error=error,
                    last_epoch=(result or {}).get("epoch"), cancelled=self.cancelling)
 
-    def _trial_id(self, variant: str, number: int) -> int:
-        study = self._studies[variant]
-        return study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-
     # The searcher's state lives in the studies; nothing to save with Tune's experiment state.
     def save(self, checkpoint_path: str) -> None:  # noqa: D102
         pass
@@ -117,8 +112,7 @@ def settle(
     cancelled: bool = False,
 ) -> str:
     """Give a trial that Ray finished a final state if its worker did not; returns what was done."""
-    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    frozen = study._storage.get_trial(trial_id)
+    frozen = get_trial(study, number)
     if frozen.state.is_finished():
         return "recorded"
     if cancelled:
