@@ -3,7 +3,7 @@
 Builds on `landscapes` (Landscape objects in, plotly dicts / HTML / CSV out); no database I/O.
 """
 
-from .export import CSV_COLUMNS, grid_csv, grid_json, standalone_html
+from .export import CSV_COLUMNS, grid_csv, grid_json, landscape_html, standalone_html
 from .figures import PAIRS, difference, panel_rows, sweep_figure
 from .format import (
     FIG2_CLIP,
@@ -38,6 +38,7 @@ __all__ = [
     "grid_csv",
     "grid_json",
     "is_error_metric",
+    "landscape_html",
     "landscape_payload",
     "metric_label",
     "panel_rows",

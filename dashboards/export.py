@@ -14,7 +14,10 @@ import plotly.io as pio
 
 from landscapes import Landscape, coupling_metrics
 
-__all__ = ["CSV_COLUMNS", "grid_csv", "grid_json", "standalone_html"]
+from .figures import sweep_figure
+from .format import default_clip
+
+__all__ = ["CSV_COLUMNS", "grid_csv", "grid_json", "landscape_html", "standalone_html"]
 
 CSV_COLUMNS = (
     "variant",
@@ -48,6 +51,25 @@ def standalone_html(figure: Mapping[str, Any], *, title: str = "hpscape landscap
         f"<title>{escape(title)}</title></head><body style=\"margin:0;font-family:sans-serif\">"
         f"<h3 style=\"margin:8px 12px\">{escape(title)}</h3>{body}</body></html>\n"
     )
+
+
+def landscape_html(
+    landscapes: Mapping[str, Landscape],
+    *,
+    title: str,
+    dataset: str | None = None,
+    clip: tuple[float, float] | None = None,
+    show_model: bool = False,
+) -> str:
+    """The Figure 2 view of `landscapes` with coupling metrics, as one offline HTML file.
+
+    `clip` None takes `default_clip` (Figure 2's range for CIFAR-10 test error, else the measured spread).
+    """
+    metric = next(iter(landscapes.values())).metric if landscapes else "test_error"
+    used = clip or default_clip(landscapes.values(), metric, dataset=dataset)
+    coupling = {v: coupling_metrics(l) for v, l in landscapes.items()}
+    figure = sweep_figure(landscapes, clip=used, coupling=coupling, show_model=show_model, width=1300)
+    return standalone_html(figure, title=title)
 
 
 def _number(value: float) -> str:

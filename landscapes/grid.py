@@ -24,8 +24,8 @@ FIG2_DECAY_TICKS: tuple[float, ...] = (0.0, *(2.0**k for k in range(-5, 5)))
 FIG2_DECAY_SCALE = 0.001
 
 
-def powers_of_two(lo_exp: int, hi_exp: int, scale: float = 1.0) -> list[float]:
-    """``[scale * 2**k for k in lo_exp..hi_exp]`` (both ends included), ascending.
+def powers_of_two(lo_exp: int, hi_exp: int, scale: float = 1.0, *, step: int = 1) -> list[float]:
+    """``[scale * 2**k for k in lo_exp..hi_exp by step]`` (both ends included when step divides the span), ascending.
 
     Scaling by a power of two is exact in binary floating point, so these values print and
     compare identically wherever they are rebuilt.
@@ -36,7 +36,9 @@ def powers_of_two(lo_exp: int, hi_exp: int, scale: float = 1.0) -> list[float]:
         raise TypeError(f"powers_of_two: exponents must be integers, got {lo_exp!r}, {hi_exp!r}")
     if lo_exp > hi_exp:
         raise ValueError(f"powers_of_two: lo_exp {lo_exp} must not exceed hi_exp {hi_exp}")
-    return [scale * 2.0**k for k in range(lo_exp, hi_exp + 1)]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+        raise ValueError(f"powers_of_two: step must be a positive integer, got {step!r}")
+    return [scale * 2.0**k for k in range(lo_exp, hi_exp + 1, step)]
 
 
 def fig2_weight_decays() -> list[float]:

@@ -64,7 +64,7 @@ MAX_TOTAL_TRIALS = 5000
 
 # No "/": study names are "<sweep name>/<variant>".
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-MODEL_NAME_PATTERN = re.compile(r"^shake_shake_(\d+)_2x(8|16|32|64|96)d$")
+MODEL_NAME_PATTERN = re.compile(r"^shake_shake_(\d+)_2x(8|16|32|64|96)d(_bnhead)?$")
 
 # numpy's legacy seeding and many CUDA RNG paths take 32-bit seeds.
 _MAX_SEED = 2**32 - 1

@@ -21,7 +21,10 @@ from workers.models.registry import _MODEL_REGISTRY
 from workers.models.shake_shake import _shake_shake_image_mix
 
 EXPECTED_NAMES = {
-    f"shake_shake_{depth}_2x{width}d" for depth in (8, 14, 20, 26, 32) for width in (8, 16, 32, 64, 96)
+    f"shake_shake_{depth}_2x{width}d{head}"
+    for depth in (8, 14, 20, 26, 32)
+    for width in (8, 16, 32, 64, 96)
+    for head in ("", "_bnhead")
 }
 
 
@@ -44,6 +47,45 @@ def test_every_model_forward_backward_on_digits_sized_input(name: str) -> None:
     out.square().mean().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing, f"parameters without finite gradients: {missing[:5]}"
+
+
+def test_bnhead_output_ignores_the_scale_of_every_weight() -> None:
+    # The point of the _bnhead models: decay can only act through the effective step, never through the logit scale.
+    torch.manual_seed(0)
+    model = create_model("shake_shake_8_2x16d_bnhead", num_classes=10, in_channels=1).train()
+    x = torch.randn(16, 1, 8, 8)
+    torch.manual_seed(1)
+    before = model(x)
+    with torch.no_grad():
+        model.fc.linear.weight.mul_(7.0)
+        # The last block's output BNs (both branches and the skip) set the scale of the features the head sees.
+        last = model.stages[-1][-1]
+        for bn in (last.branch1[-1], last.branch2[-1], last.shortcut.bn):
+            bn.weight.mul_(3.0)
+            bn.bias.mul_(3.0)
+    torch.manual_seed(1)
+    after = model(x)
+    assert torch.allclose(before, after, atol=1e-4), (before - after).abs().max()
+    assert not any(name.endswith("bias") and "fc" in name for name, _ in model.named_parameters())
+    # The paper's head does depend on it.
+    plain = create_model("shake_shake_8_2x16d", num_classes=10, in_channels=1).train()
+    torch.manual_seed(1)
+    y0 = plain(x)
+    with torch.no_grad():
+        plain.fc.weight.mul_(7.0)
+    torch.manual_seed(1)
+    assert not torch.allclose(y0, plain(x), atol=1e-3)
+
+
+def test_bnhead_trains_on_a_one_image_batch_and_evaluates_with_running_stats() -> None:
+    torch.manual_seed(0)
+    model = create_model("shake_shake_8_2x8d_bnhead", num_classes=10, in_channels=1).train()
+    out = model(torch.randn(1, 1, 8, 8))  # a short last batch of one image must not crash
+    assert out.shape == (1, 10) and torch.isfinite(out).all()
+    out.sum().backward()
+    model.eval()
+    single = model(torch.randn(1, 1, 8, 8))
+    assert single.shape == (1, 10) and torch.isfinite(single).all()
 
 
 def test_cifar_sized_forward_backward_26_2x32d() -> None:

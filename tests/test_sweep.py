@@ -142,6 +142,14 @@ def test_killed_driver_resumes_without_duplicates(storage_url, tmp_path):
                              text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert_each_cell_finished_once(storage_url, spec)
+    # The run ends with how coupled each landscape is and where the figure was written.
+    assert "ridge slope" in resumed.stdout and "separability" in resumed.stdout, resumed.stdout
+    for variant in spec.variants:
+        assert any(line.lstrip("│ ").startswith(variant) for line in resumed.stdout.splitlines()), resumed.stdout
+    dashboard = tmp_path / "runs" / "killdriver-landscape.html"
+    assert f"dashboard: {dashboard}" in resumed.stdout, resumed.stdout
+    html = dashboard.read_text(encoding="utf-8")
+    assert "Plotly.newPlot" in html and "killdriver" in html
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "gp"])

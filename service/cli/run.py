@@ -25,6 +25,8 @@ def run(
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default HPSCAPE_RAY_ADDRESS; local).")] = None,
     runs_dir: Annotated[Path | None, typer.Option(help="Checkpoints and Ray state (default HPSCAPE_RUNS_DIR).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Dataset directory (default HPSCAPE_DATA_DIR).")] = None,
+    dashboard: Annotated[Path | None, typer.Option(help="Write the landscape figure here as one offline HTML file "
+                                                   "(default RUNS_DIR/NAME-landscape.html).")] = None,
 ) -> None:
     """Run a landscape sweep on Ray (a preset, a YAML/JSON spec, or --resume NAME) and print a per-variant table."""
     from landscapes import format_validation_error, get_preset, load_spec
@@ -56,6 +58,7 @@ def run(
         fail_usage(str(exc))
 
     _ensure_storage_dir(storage)
+    runs_dir = runs_dir or settings.runs_dir
     console.print(f"sweep [bold]{spec.name}[/]: {spec.total_trials()} trials over {', '.join(spec.variants)} "
                   f"({spec.model} on {spec.dataset}, {spec.epochs} epochs); record: {storage}")
     with Live(console=console, refresh_per_second=2, transient=True) as live:
@@ -64,7 +67,7 @@ def run(
 
         try:
             outcome = run_sweep(
-                spec, storage_url=storage, runs_dir=runs_dir or settings.runs_dir,
+                spec, storage_url=storage, runs_dir=runs_dir,
                 data_dir=data_dir or settings.data_dir, ray_address=ray_address or settings.ray_address,
                 resume=resume is not None, on_progress=on_progress,
             )
@@ -73,6 +76,7 @@ def run(
             fail_usage(str(exc))
     console.print(progress_table({"summary": outcome.summary, "spec": spec, "final": True,
                                   "elapsed_s": outcome.wall_s}))
+    _report_landscapes(spec, storage, dashboard or runs_dir / f"{spec.name}-landscape.html")
     failed = sum(v["counts"].get("FAIL", 0) for v in outcome.summary.values())
     if failed:
         err_console.print(f"[yellow]{failed} trial(s) failed; `hpscape run --resume {spec.name}` retries them[/]")
@@ -110,6 +114,37 @@ def progress_table(snapshot: dict[str, Any]) -> Table:
             f"{best['value']:.4f}" if best else "-",
             f"{best['lr']:.3g}, {best['weight_decay']:.3g}" if best else "-",
         )
+    return table
+
+
+def _report_landscapes(spec: Any, storage: str, dashboard: Path) -> None:
+    """Print how coupled each variant's landscape is and write the figure as an offline HTML file."""
+    from dashboards import landscape_html
+    from landscapes import build_sweep_landscapes, coupling_metrics
+
+    landscapes = build_sweep_landscapes(storage, spec.name, metric=spec.metric)
+    console.print(coupling_table(spec.metric, {v: coupling_metrics(l) for v, l in landscapes.items()}))
+    dashboard.parent.mkdir(parents=True, exist_ok=True)
+    dashboard.write_text(landscape_html(landscapes, title=f"{spec.name}: {spec.metric.replace('_', ' ')}",
+                                        dataset=spec.dataset), encoding="utf-8")
+    console.print(f"dashboard: {dashboard.resolve()}", soft_wrap=True, highlight=False)
+
+
+def coupling_table(metric: str, coupling: dict[str, Any]) -> Table:
+    """One row per variant: the ridge slope (about -1 coupled, about 0 upright), separability and basin."""
+    table = Table(title=f"how coupled lr and weight decay are ({metric.replace('_', ' ')})")
+    for column in ("variant", "ridge slope", "separability", "basin cells", "best"):
+        table.add_column(column, justify="left" if column == "variant" else "right", no_wrap=True)
+    for variant, metrics in coupling.items():
+        slope, sep, best = metrics.ridge_slope, metrics.separability, metrics.best
+        table.add_row(
+            variant,
+            "-" if slope is None else f"{slope:+.2f}",
+            "-" if sep is None else f"{sep:.2f}",
+            f"{metrics.basin_cells}/{metrics.n_cells}",
+            "-" if best is None else f"{best['value']:.4f}",
+        )
+    table.caption = "ridge slope: about -1 when the good region is diagonal (coupled), about 0 when upright"
     return table
 
 

@@ -15,11 +15,16 @@ import torch.nn.functional as F
 
 from .registry import _register_name_pattern, register_model
 
-__all__ = ["ShakeShake", "ShakeShakeBlock", "shake_shake_image", "count_parameters"]
+__all__ = ["HEADS", "NormalizedLogits", "ShakeShake", "ShakeShakeBlock", "shake_shake_image", "count_parameters"]
 
 DEPTHS: tuple[int, ...] = (8, 14, 20, 26, 32)
 BRANCHES: tuple[int, ...] = (2,)
 WIDTHS: tuple[int, ...] = (8, 16, 32, 64, 96)  # 8: the CPU-sized digits model of the quick preset
+# Classifier heads, by name suffix. "linear" is the paper's. "bn" batch-normalizes the logits (no affine, no bias), so
+# the whole network is scale-invariant: with label noise and test loss as the metric, the softmax temperature set by
+# the decayed last layer would otherwise dominate the landscape (SGD+L2 fixes it through lambda', SGDW through
+# lambda/alpha), hiding the effect of decay on the scale-invariant layers that Figure 2 is about (PROTOCOL section 5).
+HEADS: dict[str, str] = {"linear": "", "bn": "_bnhead"}
 _STEM_CHANNELS = 16
 
 
@@ -99,11 +104,37 @@ class ShakeShakeBlock(nn.Module):
         return self.shortcut(x) + shake_shake_image(self.branch1(x), self.branch2(x), self.training)
 
 
+class NormalizedLogits(nn.Module):
+    """Linear (no bias) then BatchNorm of the logits without an affine: the output ignores the weight's scale.
+
+    A one-image training batch (a short last batch) is normalized with the running statistics, since a batch
+    statistic over one value is undefined.
+    """
+
+    def __init__(self, in_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, num_classes, bias=False)
+        self.norm = nn.BatchNorm1d(num_classes, affine=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.linear(x)
+        if self.training and logits.shape[0] == 1:
+            return F.batch_norm(logits, self.norm.running_mean, self.norm.running_var, training=False,
+                                eps=self.norm.eps)
+        return self.norm(logits)
+
+
 class ShakeShake(nn.Module):
     """Shake-Shake network for small images: stem, three stages (width, 2w, 4w), ReLU + global pool + linear."""
 
     def __init__(
-        self, depth: int, width: int, num_classes: int = 10, in_channels: int = 3, branches: int = 2
+        self,
+        depth: int,
+        width: int,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        branches: int = 2,
+        head: str = "linear",
     ) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
@@ -112,8 +143,10 @@ class ShakeShake(nn.Module):
             raise ValueError(f"Shake-Shake-Image mixes exactly 2 branches, got branches={branches}")
         if width < 1 or width % 2:
             raise ValueError(f"width must be a positive even number of channels, got {width}")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
         blocks_per_stage = (depth - 2) // 6
-        self.depth, self.width, self.branches = depth, width, branches
+        self.depth, self.width, self.branches, self.head = depth, width, branches, head
 
         self.stem = nn.Sequential(_conv3x3(in_channels, _STEM_CHANNELS), nn.BatchNorm2d(_STEM_CHANNELS))
         stages: list[nn.Module] = []
@@ -126,7 +159,12 @@ class ShakeShake(nn.Module):
                 channels = stage_width
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
-        self.fc = nn.Linear(channels, num_classes)
+        if head == "linear":  # the paper's head
+            self.fc: nn.Module = nn.Linear(channels, num_classes)
+        else:
+            # Scale-invariant head: the logits are batch-normalized without an affine, so no decayed
+            # parameter sets their scale (the softmax temperature). See HEADS.
+            self.fc = NormalizedLogits(channels, num_classes)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -139,7 +177,7 @@ class ShakeShake(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
+            elif isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -153,8 +191,10 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _build(depth: int, branches: int, width: int, num_classes: int, in_channels: int) -> ShakeShake:
-    return ShakeShake(depth, width, num_classes=num_classes, in_channels=in_channels, branches=branches)
+def _build(
+    depth: int, branches: int, width: int, head: str, num_classes: int, in_channels: int
+) -> ShakeShake:
+    return ShakeShake(depth, width, num_classes=num_classes, in_channels=in_channels, branches=branches, head=head)
 
 
 def _register_all() -> None:
@@ -162,12 +202,15 @@ def _register_all() -> None:
         "shake_shake_{depth}_{branches}x{width}d with depth in "
         + "{" + ", ".join(map(str, DEPTHS)) + "}, branches in "
         + "{" + ", ".join(map(str, BRANCHES)) + "}, width in "
-        + "{" + ", ".join(map(str, WIDTHS)) + "} (e.g. shake_shake_26_2x64d)"
+        + "{" + ", ".join(map(str, WIDTHS)) + "}, optionally followed by _bnhead (e.g. shake_shake_26_2x64d, "
+        "shake_shake_8_2x16d_bnhead)"
     )
     for depth in DEPTHS:
         for branches in BRANCHES:
             for width in WIDTHS:
-                register_model(f"shake_shake_{depth}_{branches}x{width}d")(partial(_build, depth, branches, width))
+                for head, suffix in HEADS.items():
+                    name = f"shake_shake_{depth}_{branches}x{width}d{suffix}"
+                    register_model(name)(partial(_build, depth, branches, width, head))
 
 
 _register_all()

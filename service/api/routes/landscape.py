@@ -11,14 +11,12 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import Response
 from optuna.storages import BaseStorage
 
-from dashboards import grid_csv, grid_json, landscape_payload, standalone_html, sweep_figure
-from dashboards.format import default_clip
+from dashboards import grid_csv, grid_json, landscape_html, landscape_payload
 from landscapes import (
     VARIANTS,
     Landscape,
     LandscapeError,
     build_sweep_landscapes,
-    coupling_metrics,
     open_study,
     trial_details,
 )
@@ -197,8 +195,6 @@ def export_landscape(
         return Response(grid_csv(landscapes), media_type="text/csv; charset=utf-8", headers=disposition)
     if format == "json":
         return Response(grid_json(landscapes), media_type="application/json", headers=disposition)
-    used = clip or default_clip(landscapes.values(), metric, dataset=(row.spec or {}).get("dataset"))
-    coupling = {v: coupling_metrics(l) for v, l in landscapes.items()}
     title = f"{row.record_name}: {metric.replace('_', ' ')}" + ("" if epoch is None else f" at epoch {epoch}")
-    figure = sweep_figure(landscapes, clip=used, coupling=coupling, show_model=model, width=1300)
-    return Response(standalone_html(figure, title=title), media_type="text/html; charset=utf-8", headers=disposition)
+    html = landscape_html(landscapes, title=title, dataset=(row.spec or {}).get("dataset"), clip=clip, show_model=model)
+    return Response(html, media_type="text/html; charset=utf-8", headers=disposition)
