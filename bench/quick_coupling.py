@@ -58,7 +58,8 @@ def main() -> None:
         spec = replica_spec(k)
         console.print(f"replica {k}: sweep {spec.name}, seeds {spec.seeds}, {spec.total_trials()} trials")
         started = time.perf_counter()
-        run_sweep(spec, storage_url=args.storage, runs_dir=args.runs_dir)
+        # resume: a rerun after an interrupted bench continues its trials instead of refusing
+        run_sweep(spec, storage_url=args.storage, runs_dir=args.runs_dir, resume=True)
         walls.append(time.perf_counter() - started)
         landscapes = build_sweep_landscapes(args.storage, spec.name, metric=spec.metric)
         for variant, landscape in landscapes.items():

@@ -31,7 +31,7 @@ _COLOURS = "Viridis"  # reversed: good (low) cells light, so the black circles s
 _DIFF_COLOURS = "RdBu"  # plotly's RdBu runs blue (low) to red: blue where the right-hand variant is lower
 _MARKS = {
     # name: (legend label, plotly symbol, colour, size factor)
-    "best": ("10 best cells", "circle-open", "black", 0.82),
+    "best": ("best cells", "circle-open", "black", 0.82),  # the label gets the count
     "diverged": ("diverged", "x-thin-open", "#c0392b", 0.55),
     "running": ("running", "hourglass", "#444444", 0.45),
     "stopped": ("stopped early", "triangle-down-open", "#444444", 0.5),
@@ -98,6 +98,9 @@ def sweep_figure(
     metric = next(iter(landscapes.values())).metric if landscapes else "test_error"
     height = _TOP + _BOTTOM + max(1, len(rows)) * (_TITLE + _PANEL + _AXIS)
     area = height - _TOP - _BOTTOM
+    # At most a quarter of a panel's cells are marked best: 10 of Figure 2's 121, 3 of a 3 x 4 quick panel.
+    largest = max((l.shape[0] * l.shape[1] for l in landscapes.values()), default=0)
+    top_k = max(1, min(top_k, largest // 4))
     data: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     shapes: list[dict[str, Any]] = []
@@ -256,6 +259,8 @@ def _panel_traces(
         if not cells:
             continue
         label, symbol, colour, factor = _MARKS[name]
+        if name == "best":
+            label = f"{top_k} best cells"
         traces.append(
             {
                 "type": "scatter",

@@ -39,7 +39,7 @@ from service.api.app import create_app
 from service.db.models import utcnow
 from service.settings import Settings
 from service.sweeps import submit_sweep
-from test_landscape import seed_sweep
+from test_landscape import SMALL, seed_sweep
 
 ADMIN = "admin-token-for-dashboard-tests"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
@@ -184,6 +184,18 @@ def test_sweep_figure_panels_marks_and_hover(lands) -> None:
     sgd_title = next(t for t in titles if t.startswith("<b>SGD (L2)</b>"))
     assert f"ridge slope {coupling['sgd'].ridge_slope:+.2f}" in sgd_title
     assert f"basin {coupling['sgd'].basin_cells} cells" in sgd_title
+
+
+def test_small_grids_mark_a_quarter_of_their_cells_best(tmp_path) -> None:
+    from landscapes import make_storage
+
+    storage = make_storage(f"sqlite:///{tmp_path / 'small.db'}")
+    seed_sweep(storage, SMALL)  # 3 x 3 cells per panel
+    small = build_sweep_landscapes(storage, SMALL.name)
+    fig = sweep_figure(small)
+    best = [t for t in fig["data"] if t["type"] == "scatter" and t["meta"]["role"] == "best"]
+    assert [len(t["x"]) for t in best] == [2, 2], "9 cells: 2 marked, not 9 of 9"
+    assert best[0]["name"] == "2 best cells" and best[0]["showlegend"] and not best[1]["showlegend"]
 
 
 def test_difference_maps(lands) -> None:

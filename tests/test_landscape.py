@@ -417,7 +417,9 @@ def test_epoch_view_marks_diverged_trials(sqlite_storage: RDBStorage) -> None:
 
 
 def test_spec_axes_cover_unrun_cells_and_zero_column(sqlite_storage: RDBStorage) -> None:
-    spec = get_preset("quick", name="axes", variants=["sgd"])
+    quick = get_preset("quick")
+    grid = {"lr": quick.lr_values("sgd"), "weight_decay": [0.0, *quick.grid.weight_decay]}
+    spec = get_preset("quick", name="axes", variants=["sgd"], grid=grid)
     study = open_study(sqlite_storage, "axes", "sgd")
     study.set_user_attr(SPEC_ATTR, spec.model_dump(mode="json"))
     one = Cell(spec.lr_values("sgd")[2], 0.0, 0)

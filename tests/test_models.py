@@ -65,7 +65,7 @@ def test_bnhead_output_ignores_the_scale_of_every_weight() -> None:
             bn.bias.mul_(3.0)
     torch.manual_seed(1)
     after = model(x)
-    assert torch.allclose(before, after, atol=1e-4), (before - after).abs().max()
+    assert torch.allclose(before, after, atol=2e-3), (before - after).abs().max()  # BN eps: not exact
     assert not any(name.endswith("bias") and "fc" in name for name, _ in model.named_parameters())
     # The paper's head does depend on it.
     plain = create_model("shake_shake_8_2x16d", num_classes=10, in_channels=1).train()

@@ -89,6 +89,16 @@ def test_grid_runs_every_cell_exactly_once(storage_url, tmp_path, local_ray):
     assert sum(len(trials_of(storage_url, spec.name, v)) for v in spec.variants) == 18
 
 
+def test_relative_sqlite_path_is_the_callers_not_the_workers(tmp_path, local_ray, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # Ray's workers run elsewhere; the record must land next to the caller
+    spec = tiny_spec("relative", variants=["sgdw"], grid={"lr": [0.05], "weight_decay": [1e-4]})
+    outcome = run_sweep(spec, storage_url="sqlite:///relative.db", runs_dir="runs")
+    assert outcome.summary["sgdw"]["counts"].get("COMPLETE") == 1, outcome.summary
+    assert [t.state for t in trials_of(f"sqlite:///{tmp_path / 'relative.db'}", "relative", "sgdw")] == [
+        TrialState.COMPLETE
+    ]
+
+
 def test_diverging_learning_rate_is_flagged_not_lost(tmp_path, local_ray):
     storage_url = f"sqlite:///{tmp_path / 'div.db'}"
     spec = tiny_spec("diverge", variants=["sgd"], epochs=3, grid={"lr": [1e12], "weight_decay": [0.0]})

@@ -103,6 +103,7 @@ def run_sweep(
 
     started = time.time()
     runs_dir = Path(runs_dir).resolve()
+    storage_url = _absolute_sqlite(storage_url)  # Ray workers run in another directory
     studies = prepare_sweep(spec, storage_url)
     orphans = [(variant, n) for variant, study in studies.items() for n in running_trials(study)]
     if orphans and not resume:
@@ -284,3 +285,14 @@ class _ProgressCallback(Callback):
 
 
 __all__ = ["SpecMismatch", "SweepInterrupted", "SweepOutcome", "prepare_sweep", "recorded_spec", "run_sweep", "trial_config"]
+
+
+def _absolute_sqlite(storage_url: str) -> str:
+    """``sqlite:///relative.db`` made absolute against this process's directory; any other URL unchanged."""
+    prefix = "sqlite:///"
+    if not storage_url.startswith(prefix):
+        return storage_url
+    path = storage_url.removeprefix(prefix)
+    if path.startswith("/") or path.startswith(":memory:") or path == "":
+        return storage_url
+    return prefix + str(Path(path).resolve())
