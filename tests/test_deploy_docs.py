@@ -56,9 +56,10 @@ def test_every_variable_the_readme_names_exists() -> None:
 
 
 def test_the_dashboard_picture_is_there() -> None:
-    (target,) = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)
-    assert target == "docs/dashboard.png"
-    assert (ROOT / target).is_file(), "docs/dashboard.png is written by tests/test_dashboard_browser.py"
+    targets = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)
+    assert targets == ["docs/dashboard.png", "docs/quick-landscape.png"]
+    assert (ROOT / targets[0]).is_file(), "docs/dashboard.png is written by tests/test_dashboard_browser.py"
+    assert (ROOT / targets[1]).is_file(), "docs/quick-landscape.png is drawn by scripts/landscape_png.py from make demo"
 
 
 def test_local_links_resolve() -> None:
