@@ -74,7 +74,7 @@ def main() -> None:
     for variant, values in slopes.items():
         measured = [v for v in values if v is not None]
         lo, hi = BANDS.get(variant, (None, None))
-        band = "-" if variant not in BANDS else f"[{'-inf' if lo is None else lo}, {hi}]"
+        band = "-" if variant not in BANDS else (f"<= {hi}" if lo is None else f"{lo}..{hi}")
         inside = [(lo is None or v >= lo) and v <= hi for v in measured] if variant in BANDS else []
         table.add_row(
             variant,
