@@ -22,10 +22,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -34,6 +34,7 @@ from optuna.trial import TrialState
 from landscapes import SweepSpec
 from landscapes.record import Attr, make_storage, open_study
 from workers.sweep.trainable import RAY_NODE_ATTR
+from waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.postgres]
 
@@ -47,24 +48,12 @@ SPEC: dict[str, Any] = {
     "epochs": EPOCHS, "batch_size": 128, "grid": {"lr": [0.01, 0.03, 0.1], "weight_decay": [0.0, 0.001]},
     "resources": {"cpu": 1, "gpu": 0}, "max_concurrent_trials": 2, "metric": "test_error",
 }
-T = TypeVar("T")
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.2,
-              context: Callable[[], str] = lambda: "") -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{context()}")
 
 
 def _session_members(sid: int) -> list[int]:
@@ -179,17 +168,17 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         head = _start_node("head", "head", [f"--port={port}", f"--node-ip-address={HEAD_IP}",
                                             "--include-dashboard=false"], {**env, "HPSCAPE_HEAD_CPUS": "1"}, tmp_path)
         nodes.append(head)
-        _wait_for("the Ray head to start", lambda: "Ray runtime started" in head.log.read_text(errors="replace")
-                  or head.process.poll() is not None, 90, context=lambda: _tail(head.log))
+        wait_until("the Ray head to start", lambda: "Ray runtime started" in head.log.read_text(errors="replace")
+                   or head.process.poll() is not None, 90, interval=0.2, context=lambda: _tail(head.log))
         assert head.process.poll() is None, _tail(head.log)
         node2 = _start_node("node2", "worker", [f"--node-ip-address={NODE2_IP}", "--num-gpus=0",
                                                  '--resources={"node2": 1}'],
                             {**env, "HPSCAPE_RAY_HEAD": address, "HPSCAPE_WORKER_CPUS": "1"}, tmp_path)
         nodes.append(node2)
         cluster = Cluster(address, env, head, node2)
-        listed = _wait_for("both nodes to join", lambda: [n for n in cluster.nodes() if n["alive"]]
-                           if len([n for n in cluster.nodes() if n["alive"]]) == 2 else None, 90, interval=1.0,
-                           context=lambda: _tail(head.log) + "\n" + _tail(node2.log))
+        listed = wait_until("both nodes to join", lambda: [n for n in cluster.nodes() if n["alive"]]
+                            if len([n for n in cluster.nodes() if n["alive"]]) == 2 else None, 90, interval=1.0,
+                            context=lambda: _tail(head.log) + "\n" + _tail(node2.log))
         by_ip = {n["ip"]: n for n in listed}
         assert set(by_ip) == {HEAD_IP, NODE2_IP}, f"nodes should listen on loopback only: {by_ip}"
         assert by_ip[NODE2_IP]["resources"].get("node2") == 1.0
@@ -258,7 +247,7 @@ def controller(postgres_url: str, cluster: Cluster, tmp_path: Path) -> Iterator[
                 return None
             return response.json() if response.status_code == 200 else None
 
-        health = _wait_for("the controller's /healthz", healthy, 90, interval=0.5, context=ctl.logs)
+        health = wait_until("the controller's /healthz", healthy, 90, interval=0.5, context=ctl.logs)
         assert health["database"]["ok"] and health["ray"]["ok"], health
         yield ctl
     finally:
@@ -309,8 +298,8 @@ def test_sweep_survives_losing_a_node(postgres_url: str, cluster: Cluster, contr
                        and 1 <= (t.user_attrs.get(Attr.EPOCHS_DONE) or 0) <= EPOCHS - 2]
             return running[0] if running else None
 
-        variant, trial = _wait_for("a trial training on the second node", victim, 180, interval=0.1,
-                                   context=lambda: controller.logs(sweep_id))
+        variant, trial = wait_until("a trial training on the second node", victim, 180, interval=0.1,
+                                    context=lambda: controller.logs(sweep_id))
         pid = int(trial.user_attrs[Attr.WORKER].rsplit(":", 1)[1])
         assert pid in _session_members(cluster.node2.process.pid), "the worker training it belongs to node2"
         epochs_at_kill = trial.user_attrs[Attr.EPOCHS_DONE]
@@ -321,8 +310,8 @@ def test_sweep_survives_losing_a_node(postgres_url: str, cluster: Cluster, contr
             body = client.get(f"/api/v1/sweeps/{sweep_id}").json()
             return body if body["status"] in ("succeeded", "failed", "cancelled") else None
 
-        detail = _wait_for("the sweep to finish after the node loss", finished, 240, interval=1.0,
-                           context=lambda: controller.logs(sweep_id))
+        detail = wait_until("the sweep to finish after the node loss", finished, 240, interval=1.0,
+                            context=lambda: controller.logs(sweep_id))
         recovered_s = time.monotonic() - killed_at
         assert detail["status"] == "succeeded", f"{detail}\n{controller.logs(sweep_id)}"
         assert detail["progress"]["done"] == detail["total_trials"] == 12

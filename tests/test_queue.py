@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from service.db import SweepRow, make_engine, make_session_factory, upgrade, utcnow
 from service.queue import Dispatcher, Launched, SubprocessLauncher, claim_next, finish, is_alive, session_members
 from service.sweeps import submit_sweep
+from waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"name": "q", "dataset": "synthetic", "model": "shake_shake_8_2x16d", "variants": ["sgd"], "epochs": 1,
@@ -268,7 +269,7 @@ def test_cancel_stops_the_driver_with_everything_it_started_and_fails_its_runnin
     assert controller.tick().launched == [sweep_id]
     row = rows(engine)[sweep_id]
     fake_progress(storage_url, row.record_name, TINY, complete=1, running=1)
-    _wait(lambda: len(session_members(row.pid)) == 2, "the fake driver and its grandchild start")
+    wait_until("the fake driver and its grandchild start", lambda: len(session_members(row.pid)) == 2, 30)
     assert is_alive(row.pid, sweep_id)
     log = Path(row.log_path).read_text()
     assert "fake driver for" in log or "--launch 1" in log
@@ -290,10 +291,10 @@ def test_cancel_stops_the_driver_with_everything_it_started_and_fails_its_runnin
 def test_is_alive_needs_the_marker_and_a_live_process(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "sweep-abc123"])
     try:
-        _wait(lambda: is_alive(child.pid, "sweep-abc123"), "the child shows its command line")
+        wait_until("the child shows its command line", lambda: is_alive(child.pid, "sweep-abc123"), 30)
         assert not is_alive(child.pid, "sweep-other"), "a recycled pid running something else is not our driver"
         os.kill(child.pid, signal.SIGKILL)
-        _wait(lambda: not is_alive(child.pid, "sweep-abc123"), "a killed (zombie) child counts as gone")
+        wait_until("a killed (zombie) child counts as gone", lambda: not is_alive(child.pid, "sweep-abc123"), 30)
     finally:
         child.kill()
         child.wait()
@@ -314,11 +315,3 @@ def test_the_driver_refuses_unknown_and_superseded_sweeps(engine, storage_url, t
     row = rows(engine)[sweep_id]
     assert row.status == "running" and row.launches == 1 and row.heartbeat_at is None
 
-
-def _wait(predicate, what: str, timeout: float = 30.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting until {what}")

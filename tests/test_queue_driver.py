@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from landscapes.record import Attr, make_storage, open_study
 from service.db import SweepRow, make_engine, make_session_factory, upgrade, utcnow
 from service.queue import claim_next, is_alive
 from service.sweeps import submit_sweep
+from waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"name": "drv", "dataset": "synthetic", "model": "shake_shake_8_2x16d", "variants": ["sgd"], "epochs": 1,
@@ -130,9 +130,9 @@ def test_a_resumed_launch_passes_resume_to_the_engine(sweep, tmp_path):
 def test_a_cancel_stops_the_driver_and_what_it_started(sweep, tmp_path, fake_progress):
     fake_progress(sweep.url, sweep.record_name, TINY, complete=1, running=1)
     process, marker = start_driver(sweep, tmp_path, "train")
-    _wait(lambda: marker.exists() and marker.read_text(), "the stand-in for Ray starts")
+    wait_until("the stand-in for Ray starts", lambda: marker.exists() and marker.read_text(), 60)
     child = int(marker.read_text())
-    _wait(lambda: sweep.row().heartbeat_at is not None, "the first heartbeat")
+    wait_until("the first heartbeat", lambda: sweep.row().heartbeat_at is not None, 60)
     sweep.set(cancel_requested_at=utcnow(), cancelled_by="alice")
     returncode, output = finish_driver(process)
     assert returncode == 0, output
@@ -145,7 +145,7 @@ def test_a_cancel_stops_the_driver_and_what_it_started(sweep, tmp_path, fake_pro
 
 def test_a_driver_whose_launch_was_superseded_stops_itself(sweep, tmp_path):
     process, marker = start_driver(sweep, tmp_path, "train")
-    _wait(lambda: marker.exists() and marker.read_text(), "the stand-in for Ray starts")
+    wait_until("the stand-in for Ray starts", lambda: marker.exists() and marker.read_text(), 60)
     sweep.set(launches=2, host="another-controller")  # another controller took the sweep over
     returncode, output = finish_driver(process)
     assert returncode == 0 and "stopping this driver" in output, output
@@ -153,11 +153,3 @@ def test_a_driver_whose_launch_was_superseded_stops_itself(sweep, tmp_path):
     row = sweep.row()
     assert row.status == "running" and row.launches == 2, "the new launch's row is left alone"
 
-
-def _wait(predicate, what: str, timeout: float = 60.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting until {what}")

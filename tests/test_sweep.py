@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from optuna.trial import TrialState
 from landscapes import SweepSpec
 from landscapes.record import Attr, make_storage, open_study
 from workers.sweep import SweepInterrupted, prepare_sweep, run_sweep
+from waiting import wait_until
 
 pytestmark = pytest.mark.ray
 
@@ -116,7 +116,8 @@ def test_worker_killed_mid_trial_resumes_from_its_checkpoint(tmp_path, local_ray
     runner = threading.Thread(
         target=lambda: _capture(errors, run_sweep, spec, storage_url=storage_url, runs_dir=tmp_path / "runs"))
     runner.start()
-    victim = _wait_for(lambda: _running_worker(storage_url, spec.name, "sgdw", min_epochs=3), timeout=120)
+    victim = wait_until("an sgdw worker past epoch 3", lambda: _running_worker(storage_url, spec.name, "sgdw", min_epochs=3),
+                        120, interval=0.5)
     os.kill(victim, signal.SIGKILL)
     runner.join(timeout=300)
     assert not runner.is_alive() and not errors, errors
@@ -137,8 +138,8 @@ def test_killed_driver_resumes_without_duplicates(storage_url, tmp_path):
     driver = subprocess.Popen([*cli, "run", str(spec_file)], cwd=REPO, env=env, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(lambda: _count(storage_url, spec, TrialState.COMPLETE) >= 3
-                  and _count(storage_url, spec, TrialState.RUNNING) >= 1, timeout=240)
+        wait_until("3 trials complete and 1 running", lambda: _count(storage_url, spec, TrialState.COMPLETE) >= 3
+                   and _count(storage_url, spec, TrialState.RUNNING) >= 1, 240, interval=0.5)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
@@ -197,15 +198,6 @@ def _capture(errors, fn, *args, **kwargs):
     except BaseException as exc:  # noqa: BLE001 - reported by the test
         errors.append(exc)
 
-
-def _wait_for(predicate, *, timeout: float, interval: float = 0.5):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not reached within {timeout} s")
 
 
 def _running_worker(storage_url, sweep, variant, *, min_epochs):
