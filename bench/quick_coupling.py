@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from landscapes import build_sweep_landscapes, coupling_metrics, get_preset  # noqa: E402
+from landscapes import build_sweep_landscapes, coupling_metrics, ensure_sqlite_dir, get_preset  # noqa: E402
 
 # What the issue asks of the preset's own output; the other variants are reported, not judged.
 BANDS = {"sgd": (None, -0.5), "sgdw": (-0.35, 0.35)}
@@ -49,8 +49,7 @@ def main() -> None:
     from workers.sweep import run_sweep
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if args.storage.startswith("sqlite:///"):
-        Path(args.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    ensure_sqlite_dir(args.storage)
     console = Console()
     slopes: dict[str, list[float | None]] = {}
     walls: list[float] = []

@@ -12,7 +12,7 @@ from typing import Any
 
 import plotly.io as pio
 
-from landscapes import Landscape, coupling_metrics
+from landscapes import CouplingMetrics, Landscape, coupling_metrics
 
 from .figures import sweep_figure
 from .format import default_clip
@@ -60,14 +60,17 @@ def landscape_html(
     dataset: str | None = None,
     clip: tuple[float, float] | None = None,
     show_model: bool = False,
+    coupling: Mapping[str, CouplingMetrics] | None = None,
 ) -> str:
     """The Figure 2 view of `landscapes` with coupling metrics, as one offline HTML file.
 
     `clip` None takes `default_clip` (Figure 2's range for CIFAR-10 test error, else the measured spread).
+    `coupling` None computes the metrics; pass them when the caller has them already.
     """
     metric = next(iter(landscapes.values())).metric if landscapes else "test_error"
     used = clip or default_clip(landscapes.values(), metric, dataset=dataset)
-    coupling = {v: coupling_metrics(l) for v, l in landscapes.items()}
+    if coupling is None:
+        coupling = {v: coupling_metrics(l) for v, l in landscapes.items()}
     figure = sweep_figure(landscapes, clip=used, coupling=coupling, show_model=show_model, width=1300)
     return standalone_html(figure, title=title)
 

@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -40,6 +41,7 @@ __all__ = [
     "claim_next",
     "diverged_value",
     "enqueue_cells",
+    "ensure_sqlite_dir",
     "fail_trial",
     "finish_trial",
     "get_trial",
@@ -49,6 +51,7 @@ __all__ = [
     "reconcile_orphans",
     "record_epoch",
     "running_trials",
+    "sqlite_file",
     "stop_trial",
     "summarize_trials",
     "sweep_summary",
@@ -134,6 +137,20 @@ def make_storage(url: str, *, sqlite_wal: bool = True) -> RDBStorage:
         with storage.engine.connect() as connection:
             connection.exec_driver_sql("PRAGMA journal_mode=WAL")
     return storage
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite:///PATH`` URL as written (possibly relative); None for other URLs and memory."""
+    prefix = "sqlite:///"
+    path = url.removeprefix(prefix) if url.startswith(prefix) else ""
+    return None if path == "" or path.startswith(":memory:") else Path(path)
+
+
+def ensure_sqlite_dir(url: str) -> None:
+    """Create the directory of a SQLite URL's database file (``~`` expanded); other URLs need nothing."""
+    path = sqlite_file(url)
+    if path is not None:
+        path.expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
 def _open_rdb(url: str, engine_kwargs: dict[str, Any]) -> RDBStorage:

@@ -29,6 +29,7 @@ from landscapes.record import (
     ask_bayes,
     claim_next,
     enqueue_cells,
+    ensure_sqlite_dir,
     fail_trial,
     finish_trial,
     get_trial,
@@ -38,6 +39,7 @@ from landscapes.record import (
     reconcile_orphans,
     record_epoch,
     running_trials,
+    sqlite_file,
     stop_trial,
     sweep_summary,
     trial_cell,
@@ -438,3 +440,13 @@ def test_concurrent_claims_take_each_trial_once(storage_url: str) -> None:
     assert Counter(t.user_attrs[Attr.CELL] for t in trials) == Counter(c.key for c in cells)
     assert all(t.value == t.params["lr"] for t in trials)
     storage.engine.dispose()
+
+
+def test_sqlite_file_and_its_directory(tmp_path):
+    assert sqlite_file("sqlite:///runs/x.db") == Path("runs/x.db")
+    assert sqlite_file(f"sqlite:///{tmp_path}/x.db") == tmp_path / "x.db"
+    for other in ("sqlite:///:memory:", "sqlite://", "postgresql+psycopg://u@h/db"):
+        assert sqlite_file(other) is None, other
+    ensure_sqlite_dir(f"sqlite:///{tmp_path}/a/b/x.db")
+    assert (tmp_path / "a" / "b").is_dir() and not (tmp_path / "a" / "b" / "x.db").exists()
+    ensure_sqlite_dir("postgresql+psycopg://u@h/db")  # nothing to create, no error

@@ -29,7 +29,7 @@ def run(
                                                    "(default RUNS_DIR/NAME-landscape.html).")] = None,
 ) -> None:
     """Run a landscape sweep on Ray (a preset, a YAML/JSON spec, or --resume NAME) and print a per-variant table."""
-    from landscapes import format_validation_error, get_preset, load_spec
+    from landscapes import ensure_sqlite_dir, format_validation_error, get_preset, load_spec
     from service.settings import load_settings
 
     import optuna
@@ -57,7 +57,7 @@ def run(
     except (LookupError, ValueError, OSError) as exc:
         fail_usage(str(exc))
 
-    _ensure_storage_dir(storage)
+    ensure_sqlite_dir(storage)
     runs_dir = runs_dir or settings.runs_dir
     console.print(f"sweep [bold]{spec.name}[/]: {spec.total_trials()} trials over {', '.join(spec.variants)} "
                   f"({spec.model} on {spec.dataset}, {spec.epochs} epochs); record: {storage}")
@@ -123,10 +123,11 @@ def _report_landscapes(spec: Any, storage: str, dashboard: Path) -> None:
     from landscapes import build_sweep_landscapes, coupling_metrics
 
     landscapes = build_sweep_landscapes(storage, spec.name, metric=spec.metric)
-    console.print(coupling_table(spec.metric, {v: coupling_metrics(l) for v, l in landscapes.items()}))
+    coupling = {v: coupling_metrics(l) for v, l in landscapes.items()}
+    console.print(coupling_table(spec.metric, coupling))
     dashboard.parent.mkdir(parents=True, exist_ok=True)
     dashboard.write_text(landscape_html(landscapes, title=f"{spec.name}: {spec.metric.replace('_', ' ')}",
-                                        dataset=spec.dataset), encoding="utf-8")
+                                        dataset=spec.dataset, coupling=coupling), encoding="utf-8")
     console.print(f"dashboard: {dashboard.resolve()}", soft_wrap=True, highlight=False)
 
 
@@ -151,7 +152,3 @@ def coupling_table(metric: str, coupling: dict[str, Any]) -> Table:
 def _done(info: dict[str, Any]) -> int:
     return info["counts"].get("COMPLETE", 0) + info["counts"].get("PRUNED", 0)
 
-
-def _ensure_storage_dir(storage: str) -> None:
-    if storage.startswith("sqlite:///"):
-        Path(storage.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)

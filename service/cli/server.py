@@ -28,12 +28,13 @@ def serve(
 
     import uvicorn
 
+    from landscapes import ensure_sqlite_dir
     from service.api import create_app
     from service.settings import load_settings
 
     settings = load_settings()
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _ensure_sqlite_dir(settings.storage)
+    ensure_sqlite_dir(settings.storage)
     try:
         app = create_app(settings, dispatch=dispatch)
         # Migrate and seed the admin token now: a database that is down or a bad URL fails here, clearly.
@@ -69,23 +70,18 @@ def _engine(storage: str | None):  # noqa: ANN202
     return make_engine(storage or load_settings().storage, pool_size=1)
 
 
-def _ensure_sqlite_dir(storage: str) -> None:
-    from pathlib import Path
-
-    if storage.startswith("sqlite:///"):
-        Path(storage.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-
 
 @db_app.command("upgrade")
 def db_upgrade(storage: StorageOption = None) -> None:
     """Create or migrate the service's tables (also done at server start-up)."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from landscapes import ensure_sqlite_dir
     from service.db import upgrade
     from service.settings import load_settings
 
     url = storage or load_settings().storage
-    _ensure_sqlite_dir(url)
+    ensure_sqlite_dir(url)
     try:
         revision = upgrade(_engine(url))
     except SQLAlchemyError as exc:
@@ -106,11 +102,12 @@ token_app = typer.Typer(help="API tokens (stored as hashes; a secret is shown on
 
 
 def _sessions(storage: str | None):  # noqa: ANN202
+    from landscapes import ensure_sqlite_dir
     from service.db import make_session_factory, upgrade
     from service.settings import load_settings
 
     url = storage or load_settings().storage
-    _ensure_sqlite_dir(url)
+    ensure_sqlite_dir(url)
     engine = _engine(url)
     upgrade(engine)
     return make_session_factory(engine)

@@ -28,6 +28,7 @@ from landscapes.record import (
     make_storage,
     open_study,
     running_trials,
+    sqlite_file,
     sweep_summary,
 )
 from workers.sweep.searcher import StudySearcher, settle
@@ -255,6 +256,12 @@ def _cluster_connection_help(address: str) -> str:
     )
 
 
+def _absolute_sqlite(storage_url: str) -> str:
+    """``sqlite:///relative.db`` made absolute against this process's directory; any other URL unchanged."""
+    path = sqlite_file(storage_url)
+    return storage_url if path is None or path.is_absolute() else f"sqlite:///{path.resolve()}"
+
+
 class _ProgressCallback(Callback):
     """Polls the studies (the truth) at most once a second from Tune's event loop and reports a snapshot."""
 
@@ -286,13 +293,3 @@ class _ProgressCallback(Callback):
 
 __all__ = ["SpecMismatch", "SweepInterrupted", "SweepOutcome", "prepare_sweep", "recorded_spec", "run_sweep", "trial_config"]
 
-
-def _absolute_sqlite(storage_url: str) -> str:
-    """``sqlite:///relative.db`` made absolute against this process's directory; any other URL unchanged."""
-    prefix = "sqlite:///"
-    if not storage_url.startswith(prefix):
-        return storage_url
-    path = storage_url.removeprefix(prefix)
-    if path.startswith("/") or path.startswith(":memory:") or path == "":
-        return storage_url
-    return prefix + str(Path(path).resolve())
