@@ -40,11 +40,11 @@ def seed(storage: str, sweeps: int) -> tuple[str, str]:
     from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState, create_trial
 
-    from landscapes import get_preset
-    from landscapes.record import Attr, make_storage, open_study
-    from service.auth import create_token
-    from service.db import SweepRow, make_engine, make_session_factory, upgrade, utcnow
-    from service.sweeps import submit_sweep
+    from hpscape.landscapes import get_preset
+    from hpscape.landscapes.record import Attr, make_storage, open_study
+    from hpscape.service.auth import create_token
+    from hpscape.service.db import SweepRow, make_engine, make_session_factory, upgrade, utcnow
+    from hpscape.service.sweeps import submit_sweep
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     engine = make_engine(storage)
@@ -92,7 +92,7 @@ def start_server(storage: str, port: int, status_cache_s: float, workdir: Path) 
     env.update(HPSCAPE_STORAGE=storage, HPSCAPE_RUNS_DIR=str(workdir / "runs"),
                HPSCAPE_STATUS_CACHE_S=str(status_cache_s), PYTHONPATH=str(ROOT))
     server = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--no-dispatch", "--port", str(port), "--log-level", "warning"],
+        [sys.executable, "-m", "hpscape.service.cli", "serve", "--no-dispatch", "--port", str(port), "--log-level", "warning"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"),
         start_new_session=True)
     deadline = time.time() + 60

@@ -34,8 +34,8 @@ import optuna  # noqa: E402
 from optuna.distributions import FloatDistribution  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
-from dashboards import landscape_payload  # noqa: E402
-from landscapes import (  # noqa: E402
+from hpscape.dashboards import landscape_payload  # noqa: E402
+from hpscape.landscapes import (  # noqa: E402
     SPEC_ATTR,
     Cell,
     build_sweep_landscapes,
@@ -148,9 +148,9 @@ def measure_server(storage: Any, name: str, repeats: int) -> dict[str, list[floa
 
 def _app_with_sweeps(url: str, sweeps: list[tuple[str, dict[str, Any]]]) -> tuple[Any, dict[str, str]]:
     """A controller app (no dispatcher, public reads) with a sweep row for each seeded sweep."""
-    from service.api.app import create_app
-    from service.db.models import SweepRow, utcnow
-    from service.settings import Settings
+    from hpscape.service.api.app import create_app
+    from hpscape.service.db.models import SweepRow, utcnow
+    from hpscape.service.settings import Settings
 
     app = create_app(Settings(storage=url, public_read=True), dispatch=False)
     state = app.state.hpscape
@@ -265,7 +265,7 @@ def main() -> None:
     for name, _ in sweeps:
         _print(f"{name}: through the controller", measure_http(app, ids[name], args.repeats))
     if args.browser:
-        from landscapes import get_preset
+        from hpscape.landscapes import get_preset
         from test_dashboard import fig2_state
         from test_landscape import seed_sweep
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from landscapes import build_sweep_landscapes, coupling_metrics, ensure_sqlite_dir, get_preset  # noqa: E402
+from hpscape.landscapes import build_sweep_landscapes, coupling_metrics, ensure_sqlite_dir, get_preset  # noqa: E402
 
 # What the issue asks of the preset's own output; the other variants are reported, not judged.
 BANDS = {"sgd": (None, -0.5), "sgdw": (-0.35, 0.35)}
@@ -46,7 +46,7 @@ def main() -> None:
 
     import optuna
 
-    from workers.sweep import run_sweep
+    from hpscape.workers.sweep import run_sweep
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ensure_sqlite_dir(args.storage)

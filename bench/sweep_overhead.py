@@ -23,21 +23,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from landscapes import get_preset  # noqa: E402
+from hpscape.landscapes import get_preset  # noqa: E402
 
 
 def _train_plain(args: tuple[dict, int]) -> float:
     config, threads = args
     import torch
 
-    from workers.train import TrialConfig, train_trial
+    from hpscape.workers.train import TrialConfig, train_trial
 
     torch.set_num_threads(threads)
     return train_trial(TrialConfig(**config)).wall_s
 
 
 def _configs(spec) -> list[dict]:
-    from workers.sweep.engine import trial_config
+    from hpscape.workers.sweep.engine import trial_config
 
     class _Frozen:  # what trial_config reads from an Optuna trial
         def __init__(self, cell):
@@ -55,7 +55,7 @@ def main() -> None:
 
     import ray
 
-    from workers.sweep import run_sweep
+    from hpscape.workers.sweep import run_sweep
 
     quick = get_preset("quick")
     variants = quick.variants[:2]  # sgd and sgdw

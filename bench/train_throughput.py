@@ -5,7 +5,7 @@
     python bench/train_throughput.py --model shake_shake_8_2x16d --shape digits --device cpu
 
 Random tensors of the dataset's shape stand in for the data (throughput does not depend on pixel values), so no download
-is needed. Each path trains `--epochs` epochs of `--images` images through `workers.train.train_trial`; the first epoch is
+is needed. Each path trains `--epochs` epochs of `--images` images through `hpscape.workers.train.train_trial`; the first epoch is
 warm-up (cudnn autotuning, torch.compile) and is left out of the figure.
 """
 
@@ -22,8 +22,8 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from workers.data import Augmentation, DeviceDataset  # noqa: E402
-from workers.train import TrialConfig, resolve_device, train_trial  # noqa: E402
+from hpscape.workers.data import Augmentation, DeviceDataset  # noqa: E402
+from hpscape.workers.train import TrialConfig, resolve_device, train_trial  # noqa: E402
 
 _SHAPES = {  # (channels, size, augmentation) as the real datasets have them
     "cifar": (3, 32, Augmentation(flip=True, pad=4)),

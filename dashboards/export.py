@@ -12,7 +12,7 @@ from typing import Any
 
 import plotly.io as pio
 
-from landscapes import CouplingMetrics, Landscape, coupling_metrics
+from hpscape.landscapes import CouplingMetrics, Landscape, coupling_metrics
 
 from .figures import sweep_figure
 from .format import default_clip

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from landscapes import VARIANTS, CouplingMetrics, Landscape
+from hpscape.landscapes import VARIANTS, CouplingMetrics, Landscape
 
 from .format import VARIANT_LABELS, axis_ticks, format_value, is_error_metric, metric_label
 

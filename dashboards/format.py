@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from landscapes import Landscape
+from hpscape.landscapes import Landscape
 
 __all__ = [
     "FIG2_CLIP",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from landscapes import LANDSCAPE_METRICS, Landscape, coupling_metrics
+from hpscape.landscapes import LANDSCAPE_METRICS, Landscape, coupling_metrics
 
 from .figures import panel_rows, sweep_figure
 from .format import default_clip

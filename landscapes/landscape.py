@@ -766,7 +766,7 @@ def build_sweep_landscapes(
 ) -> dict[str, Landscape]:
     """`build_landscape` for every study ``"<record_name>/<variant>"``, in variant order.
 
-    Pass a storage object (`landscapes.make_storage`) rather than a URL when calling repeatedly:
+    Pass a storage object (`hpscape.landscapes.make_storage`) rather than a URL when calling repeatedly:
     a URL opens a new connection pool each time. An unknown sweep gives an empty dict.
     """
     if isinstance(storage, str):

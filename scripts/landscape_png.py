@@ -31,9 +31,9 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
-    from dashboards import landscape_html
-    from landscapes import build_sweep_landscapes
-    from workers.sweep import recorded_spec
+    from hpscape.dashboards import landscape_html
+    from hpscape.landscapes import build_sweep_landscapes
+    from hpscape.workers.sweep import recorded_spec
 
     try:
         spec = recorded_spec(args.storage, args.sweep)

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.db.engine import begin_write
-from service.db.models import TokenRow, utcnow
+from hpscape.service.db.engine import begin_write
+from hpscape.service.db.models import TokenRow, utcnow
 
 __all__ = [
     "ADMIN_TOKEN_NAME",

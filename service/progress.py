@@ -16,8 +16,8 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
-from landscapes import study_name
-from landscapes.record import PARAM_LR, PARAM_WEIGHT_DECAY, Attr, summarize_trials
+from hpscape.landscapes import study_name
+from hpscape.landscapes.record import PARAM_LR, PARAM_WEIGHT_DECAY, Attr, summarize_trials
 
 __all__ = ["TRIAL_COLUMNS", "load_trials", "summarize", "trial_row", "trials_csv", "variant_summaries"]
 
@@ -42,7 +42,7 @@ def load_trials(storage: BaseStorage, record_name: str, variants: Iterable[str])
 
 
 def variant_summaries(trials_by_variant: dict[str, list[FrozenTrial]], record_name: str) -> dict[str, dict[str, Any]]:
-    """The same shape as `landscapes.record.sweep_summary`, from trials already loaded (known variants only)."""
+    """The same shape as `hpscape.landscapes.record.sweep_summary`, from trials already loaded (known variants only)."""
     return {
         variant: summarize_trials(study_name(record_name, variant), trials)
         for variant, trials in trials_by_variant.items()
@@ -54,7 +54,7 @@ def summarize(storage: BaseStorage, record_name: str, variants: list[str]) -> di
 
     Loading every trial through Optuna reads every epoch of every trial (a 484-trial, 100-epoch sweep takes
     seconds); counts and the best cell are a few indexed queries. The result is identical (a test checks it
-    against `landscapes.record.sweep_summary`).
+    against `hpscape.landscapes.record.sweep_summary`).
     """
     if not isinstance(storage, RDBStorage):
         return variant_summaries(load_trials(storage, record_name, variants), record_name)

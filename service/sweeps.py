@@ -13,10 +13,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
-from landscapes import SpecError, SweepSpec, format_validation_error, get_preset
-from service.auth import Caller
-from service.db.engine import begin_write
-from service.db.models import TERMINAL_STATES, IdempotencyRow, SweepRow, utcnow
+from hpscape.landscapes import SpecError, SweepSpec, format_validation_error, get_preset
+from hpscape.service.auth import Caller
+from hpscape.service.db.engine import begin_write
+from hpscape.service.db.models import TERMINAL_STATES, IdempotencyRow, SweepRow, utcnow
 
 __all__ = [
     "MAX_IDEMPOTENCY_KEY",

@@ -82,7 +82,7 @@ class ApiHarness:
 
 def service_settings(storage_url: str, tmp_path: Path, **overrides):
     """Settings for a test controller; every field a test could inherit from HPSCAPE_* is set explicitly."""
-    from service.settings import Settings
+    from hpscape.service.settings import Settings
 
     values = dict(
         storage=storage_url, runs_dir=tmp_path / "runs", data_dir=tmp_path / "data", ray_address=None,
@@ -97,8 +97,8 @@ def service_settings(storage_url: str, tmp_path: Path, **overrides):
 def _api_factory(tmp_path: Path):
     from fastapi.testclient import TestClient
 
-    from service.api import create_app
-    from service.auth import create_token
+    from hpscape.service.api import create_app
+    from hpscape.service.auth import create_token
 
     opened = []
 
@@ -153,8 +153,8 @@ def write_fake_progress(storage_url: str, record_name: str, spec_json: dict, *, 
     """Record trials of a sweep's studies the way workers would, without training: per variant, `complete`
     finished trials (value 0.5 - number / 100, so the highest-numbered healthy one is best), then `diverged`
     diverged ones, `running` claimed and left RUNNING, `fail` failed ones."""
-    from landscapes import SweepSpec
-    from landscapes.record import claim_next, enqueue_cells, fail_trial, finish_trial, make_storage, open_study
+    from hpscape.landscapes import SweepSpec
+    from hpscape.landscapes.record import claim_next, enqueue_cells, fail_trial, finish_trial, make_storage, open_study
 
     spec = SweepSpec.model_validate(spec_json).replace(name=record_name)
     storage = make_storage(storage_url)

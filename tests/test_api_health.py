@@ -7,9 +7,9 @@ import socket
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api import create_app
-from service.api.routes.health import ray_endpoint
-from service.settings import Settings
+from hpscape.service.api import create_app
+from hpscape.service.api.routes.health import ray_endpoint
+from hpscape.service.settings import Settings
 
 
 def closed_port() -> int:

@@ -11,9 +11,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from landscapes import get_preset
-from landscapes.record import make_storage, sweep_summary
-from service.db.models import SweepRow, utcnow
+from hpscape.landscapes import get_preset
+from hpscape.landscapes.record import make_storage, sweep_summary
+from hpscape.service.db.models import SweepRow, utcnow
 
 TINY = {
     "name": "tiny", "dataset": "synthetic", "model": "shake_shake_8_2x16d", "variants": ["sgd", "sgdw"],
@@ -164,8 +164,8 @@ def test_idempotency_key_returns_the_same_sweep_for_the_same_body(api):
 
 
 def test_concurrent_requests_with_one_key_create_one_sweep(api):
-    from landscapes import SweepSpec
-    from service.sweeps import body_digest, submit_sweep
+    from hpscape.landscapes import SweepSpec
+    from hpscape.service.sweeps import body_digest, submit_sweep
 
     spec, digest = SweepSpec.model_validate(TINY), body_digest(TINY)
     ids, errors, barrier = [], [], threading.Barrier(6)

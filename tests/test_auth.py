@@ -7,8 +7,8 @@ import hashlib
 import pytest
 from sqlalchemy import select, text
 
-from service.auth import TokenError, authenticate, create_token, revoke_token, seed_admin_token
-from service.db.models import TokenRow
+from hpscape.service.auth import TokenError, authenticate, create_token, revoke_token, seed_admin_token
+from hpscape.service.db.models import TokenRow
 
 SWEEPS = "/api/v1/sweeps"
 TINY = {"name": "tiny", "dataset": "synthetic", "model": "shake_shake_8_2x16d", "variants": ["sgd"], "epochs": 1,

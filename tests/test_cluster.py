@@ -31,9 +31,9 @@ import httpx
 import pytest
 from optuna.trial import TrialState
 
-from landscapes import SweepSpec
-from landscapes.record import Attr, make_storage, open_study
-from workers.sweep.trainable import RAY_NODE_ATTR
+from hpscape.landscapes import SweepSpec
+from hpscape.landscapes.record import Attr, make_storage, open_study
+from hpscape.workers.sweep.trainable import RAY_NODE_ATTR
 from waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.postgres]
@@ -216,7 +216,7 @@ def _driver_pids(sweep_id: str) -> list[int]:
                 cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if "service.queue.driver" in cmdline and sweep_id in cmdline:
+            if "hpscape.service.queue.driver" in cmdline and sweep_id in cmdline:
                 pids.append(int(entry.name))
     return pids
 
@@ -232,7 +232,7 @@ def controller(postgres_url: str, cluster: Cluster, tmp_path: Path) -> Iterator[
     log = tmp_path / "controller.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "hpscape.service.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             cwd=str(REPO),
         )

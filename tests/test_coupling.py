@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from landscapes import DEFAULT_BASIN_TOLERANCE, Landscape, coupling_metrics
+from hpscape.landscapes import DEFAULT_BASIN_TOLERANCE, Landscape, coupling_metrics
 
 LR = 2.0 ** np.arange(-10, 1)  # 11 rows, 2^-10 .. 2^0 (Figure 2's SGD axis)
 # A "0" column + 11 log columns, wide enough that every row's valley bottom is on the grid.

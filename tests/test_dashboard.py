@@ -18,7 +18,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from dashboards import (
+from hpscape.dashboards import (
     CSV_COLUMNS,
     FIG2_CLIP,
     axis_ticks,
@@ -34,11 +34,11 @@ from dashboards import (
     sweep_list_html,
     sweep_page_html,
 )
-from landscapes import Cell, SweepSpec, build_sweep_landscapes, get_preset
-from service.api.app import create_app
-from service.db.models import utcnow
-from service.settings import Settings
-from service.sweeps import submit_sweep
+from hpscape.landscapes import Cell, SweepSpec, build_sweep_landscapes, get_preset
+from hpscape.service.api.app import create_app
+from hpscape.service.db.models import utcnow
+from hpscape.service.settings import Settings
+from hpscape.service.sweeps import submit_sweep
 from test_landscape import SMALL, seed_sweep
 
 ADMIN = "admin-token-for-dashboard-tests"
@@ -177,7 +177,7 @@ def test_sweep_figure_panels_marks_and_hover(lands) -> None:
     json.dumps(fig, allow_nan=False)
 
     # With coupling metrics, each panel's title carries them.
-    from landscapes import coupling_metrics
+    from hpscape.landscapes import coupling_metrics
 
     coupling = {v: coupling_metrics(l) for v, l in lands.items()}
     titles = [a["text"] for a in sweep_figure(lands, coupling=coupling)["layout"]["annotations"]]
@@ -187,7 +187,7 @@ def test_sweep_figure_panels_marks_and_hover(lands) -> None:
 
 
 def test_small_grids_mark_a_quarter_of_their_cells_best(tmp_path) -> None:
-    from landscapes import make_storage
+    from hpscape.landscapes import make_storage
 
     storage = make_storage(f"sqlite:///{tmp_path / 'small.db'}")
     seed_sweep(storage, SMALL)  # 3 x 3 cells per panel
@@ -376,7 +376,7 @@ def test_landscape_export_api(service, lands) -> None:
 def test_binned_figure_shows_counts_and_labels_the_model() -> None:
     from test_landscape import _bayes_study
 
-    from landscapes import build_landscape
+    from hpscape.landscapes import build_landscape
 
     land = build_landscape(_bayes_study(150), model=True)
     measured = sweep_figure({"adamw": land})

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from landscapes import build_sweep_landscapes, finish_trial, open_study, running_trials
+from hpscape.landscapes import build_sweep_landscapes, finish_trial, open_study, running_trials
 from test_dashboard import ADMIN, FIG2_TEST, N_LR, N_WD, seeded_service
 
 

@@ -19,9 +19,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# Imported as a module on purpose: `from workers.data import test_batches` would make pytest
+# Imported as a module on purpose: `from hpscape.workers.data import test_batches` would make pytest
 # try to collect that function as a test.
-from workers import data
+from hpscape.workers import data
 
 MEAN = (125.3, 123.0, 113.9)
 STD = (63.0, 62.1, 66.7)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import Settings
+from hpscape.service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"

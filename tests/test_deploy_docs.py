@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import Settings
+from hpscape.service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -73,7 +73,7 @@ def test_local_links_resolve() -> None:
 
 
 def test_every_curl_endpoint_is_a_route_of_the_app(tmp_path: Path) -> None:
-    from service.api import create_app
+    from hpscape.service.api import create_app
 
     settings = Settings(storage=f"sqlite:///{tmp_path / 'routes.db'}", ray_address=None)
     paths = create_app(settings, dispatch=False).openapi()["paths"]
@@ -88,7 +88,7 @@ def test_every_curl_endpoint_is_a_route_of_the_app(tmp_path: Path) -> None:
 def test_every_cli_command_in_the_readme_exists() -> None:
     import typer.main
 
-    from service.cli import app
+    from hpscape.service.cli import app
 
     group = typer.main.get_command(app)
     named = set(re.findall(r"`hpscape ([a-z]+)", README))

@@ -21,7 +21,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState, create_trial
 from sqlalchemy import func, insert, select
 
-from landscapes import (
+from hpscape.landscapes import (
     DIVERGED_VALUE,
     SPEC_ATTR,
     Attr,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.mechanism import predicted_angular_update, simulate_angular_update
+from hpscape.workers.mechanism import predicted_angular_update, simulate_angular_update
 
 CASES = [  # (variant, alpha, lambda): two alphas per variant, so the test sees what alpha does
     ("sgd", 0.1, 0.04),

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from workers.models import (
+from hpscape.workers.models import (
     ShakeShake,
     ShakeShakeBlock,
     count_parameters,
@@ -17,8 +17,8 @@ from workers.models import (
     register_model,
     shake_shake_image,
 )
-from workers.models.registry import _MODEL_REGISTRY
-from workers.models.shake_shake import _shake_shake_image_mix
+from hpscape.workers.models.registry import _MODEL_REGISTRY
+from hpscape.workers.models.shake_shake import _shake_shake_image_mix
 
 EXPECTED_NAMES = {
     f"shake_shake_{depth}_2x{width}d{head}"

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from workers.optim import (
+from hpscape.workers.optim import (
     SCHEDULES,
     VARIANTS,
     build_optimizer,

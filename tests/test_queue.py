@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from landscapes import SweepSpec
-from landscapes.record import Attr, make_storage, open_study
+from hpscape.landscapes import SweepSpec
+from hpscape.landscapes.record import Attr, make_storage, open_study
 from optuna.trial import TrialState
-from service.db import SweepRow, make_engine, make_session_factory, upgrade, utcnow
-from service.queue import Dispatcher, Launched, SubprocessLauncher, claim_next, finish, is_alive, session_members
-from service.sweeps import submit_sweep
+from hpscape.service.db import SweepRow, make_engine, make_session_factory, upgrade, utcnow
+from hpscape.service.queue import Dispatcher, Launched, SubprocessLauncher, claim_next, finish, is_alive, session_members
+from hpscape.service.sweeps import submit_sweep
 from waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,8 +106,8 @@ def test_claims_take_the_oldest_first_and_respect_the_limit(engine):
 
 _CLAIM_LOOP = textwrap.dedent("""
     import json, sys, time
-    from service.db import make_engine
-    from service.queue import claim_next
+    from hpscape.service.db import make_engine
+    from hpscape.service.queue import claim_next
     url, host, limit, start_at = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     engine = make_engine(url)
     while time.time() < start_at:
@@ -303,7 +303,7 @@ def test_is_alive_needs_the_marker_and_a_live_process(tmp_path):
 
 def test_the_driver_refuses_unknown_and_superseded_sweeps(engine, storage_url, tmp_path):
     env = {**os.environ, "HPSCAPE_STORAGE": storage_url, "HPSCAPE_RUNS_DIR": str(tmp_path / "runs")}
-    driver = [sys.executable, "-m", "service.queue.driver"]
+    driver = [sys.executable, "-m", "hpscape.service.queue.driver"]
     missing = subprocess.run([*driver, "0000000000", "--launch", "1"], cwd=REPO, env=env, capture_output=True,
                              text=True, timeout=120)
     assert missing.returncode == 2 and "no sweep 0000000000" in missing.stderr

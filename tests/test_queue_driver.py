@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from landscapes import SweepSpec
-from landscapes.record import Attr, make_storage, open_study
-from service.db import SweepRow, make_engine, make_session_factory, upgrade, utcnow
-from service.queue import claim_next, is_alive
-from service.sweeps import submit_sweep
+from hpscape.landscapes import SweepSpec
+from hpscape.landscapes.record import Attr, make_storage, open_study
+from hpscape.service.db import SweepRow, make_engine, make_session_factory, upgrade, utcnow
+from hpscape.service.queue import claim_next, is_alive
+from hpscape.service.sweeps import submit_sweep
 from waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,8 +36,8 @@ _HARNESS = textwrap.dedent("""
         wall_s: float
         dispatched: int
 
-    sys.modules["workers.sweep"] = workers_sweep = types.ModuleType("workers.sweep")
-    from service.queue import driver
+    sys.modules["hpscape.workers.sweep"] = workers_sweep = types.ModuleType("hpscape.workers.sweep")
+    from hpscape.service.queue import driver
 
     mode, marker = sys.argv[1], sys.argv[2]
 

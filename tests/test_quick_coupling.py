@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from landscapes import build_sweep_landscapes, coupling_metrics, get_preset
-from workers.sweep import run_sweep
+from hpscape.landscapes import build_sweep_landscapes, coupling_metrics, get_preset
+from hpscape.workers.sweep import run_sweep
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 

@@ -21,8 +21,8 @@ from optuna.storages import RDBStorage
 from optuna.study import Study
 from optuna.trial import TrialState
 
-from landscapes import Cell, SweepSpec
-from landscapes.record import (
+from hpscape.landscapes import Cell, SweepSpec
+from hpscape.landscapes.record import (
     DIVERGED_LOSS,
     DIVERGED_VALUE,
     Attr,

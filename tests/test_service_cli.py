@@ -12,8 +12,8 @@ import uvicorn
 from sqlalchemy import update
 from typer.testing import CliRunner
 
-from service.cli import app as cli
-from service.db.models import SweepRow, utcnow
+from hpscape.service.cli import app as cli
+from hpscape.service.db.models import SweepRow, utcnow
 
 SPEC_YAML = """\
 name: cli-spec

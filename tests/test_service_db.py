@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import setuptools
+import tomllib
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from landscapes.record import make_storage
-from service.db import VERSION_TABLE, Base, current_revision, head_revision, make_engine, upgrade
+from hpscape.landscapes.record import make_storage
+from hpscape.service.db import VERSION_TABLE, Base, current_revision, head_revision, make_engine, upgrade
 
 REPO = Path(__file__).resolve().parents[1]
 OURS = {"hpscape_sweeps", "hpscape_tokens", "hpscape_idempotency", VERSION_TABLE}
@@ -52,7 +52,7 @@ def test_the_migrations_create_exactly_the_tables_the_models_describe(storage_ur
 
 @pytest.mark.postgres
 def test_controllers_starting_together_migrate_once(postgres_url, tmp_path):
-    script = ("import sys; from service.db import make_engine, upgrade; "
+    script = ("import sys; from hpscape.service.db import make_engine, upgrade; "
               "print(upgrade(make_engine(sys.argv[1])))")
     procs = [subprocess.Popen([sys.executable, "-c", script, postgres_url], cwd=REPO, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(3)]
@@ -63,11 +63,12 @@ def test_controllers_starting_together_migrate_once(postgres_url, tmp_path):
 
 def test_migrations_are_found_from_any_directory_and_are_packaged(tmp_path):
     # Run from elsewhere: the script location is relative to the module, not to the working directory.
-    found = subprocess.run([sys.executable, "-c", "from service.db import head_revision; print(head_revision())"],
-                           cwd=tmp_path, capture_output=True, text=True,
-                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    found = subprocess.run([sys.executable, "-c", "from hpscape.service.db import head_revision; print(head_revision())"],
+                           cwd=tmp_path, capture_output=True, text=True)
     assert found.returncode == 0 and found.stdout.strip() == head_revision(), found.stderr
-    # The same package discovery as pyproject.toml's [tool.setuptools.packages.find] ships the migrations.
-    packages = setuptools.find_packages(str(REPO), include=["service*"])
-    assert {"service.db.migrations", "service.db.migrations.versions"} <= set(packages)
+    # pyproject.toml ships the migrations as packages (their .py files) plus the template as package data.
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    packages = config["tool"]["setuptools"]["packages"]
+    assert {"hpscape.service.db.migrations", "hpscape.service.db.migrations.versions"} <= set(packages)
+    assert "db/migrations/*.mako" in config["tool"]["setuptools"]["package-data"]["hpscape.service"]
     assert (REPO / "service/db/migrations/env.py").is_file()

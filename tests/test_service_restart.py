@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from landscapes.record import Attr, make_storage, open_study
-from service.db import SweepRow, make_engine, make_session_factory
-from service.queue import session_members, stop_session
+from hpscape.landscapes.record import Attr, make_storage, open_study
+from hpscape.service.db import SweepRow, make_engine, make_session_factory
+from hpscape.service.queue import session_members, stop_session
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -49,7 +49,7 @@ class Controller:
         self.starts += 1
         log = open(self.tmp_path / f"controller-{self.starts}.log", "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port), "--log-level", "warning"],
+            [sys.executable, "-m", "hpscape.service.cli", "serve", "--port", str(self.port), "--log-level", "warning"],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 60
         while time.time() < deadline:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from landscapes import (
+from hpscape.landscapes import (
     FIG2_DECAY_TICKS,
     MAX_TOTAL_TRIALS,
     PRESETS,

@@ -16,9 +16,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from landscapes import SweepSpec
-from landscapes.record import Attr, make_storage, open_study
-from workers.sweep import SweepInterrupted, prepare_sweep, run_sweep
+from hpscape.landscapes import SweepSpec
+from hpscape.landscapes.record import Attr, make_storage, open_study
+from hpscape.workers.sweep import SweepInterrupted, prepare_sweep, run_sweep
 from waiting import wait_until
 
 pytestmark = pytest.mark.ray
@@ -134,7 +134,7 @@ def test_killed_driver_resumes_without_duplicates(storage_url, tmp_path):
     spec_file.write_text(json.dumps(spec.model_dump(mode="json")))
     env = {**os.environ, "HPSCAPE_STORAGE": storage_url, "HPSCAPE_RUNS_DIR": str(tmp_path / "runs"),
            "RAY_ADDRESS": ""}
-    cli = [sys.executable, "-m", "service.cli"]
+    cli = [sys.executable, "-m", "hpscape.service.cli"]
     driver = subprocess.Popen([*cli, "run", str(spec_file)], cwd=REPO, env=env, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -184,7 +184,7 @@ def test_interrupted_sweep_refuses_to_start_without_resume(tmp_path):
     storage_url = f"sqlite:///{tmp_path / 'orphan.db'}"
     spec = tiny_spec("orphan", variants=["sgd"])
     studies = prepare_sweep(spec, storage_url)
-    from landscapes.record import claim_next
+    from hpscape.landscapes.record import claim_next
 
     assert claim_next(studies["sgd"]) is not None  # a driver claimed a cell, then died
     with pytest.raises(SweepInterrupted, match="--resume orphan"):
@@ -234,7 +234,7 @@ def _kill_leftover_ray(session_id: int) -> None:
 
 
 def test_reusing_a_sweep_name_for_another_spec_is_refused(tmp_path):
-    from workers.sweep import SpecMismatch
+    from hpscape.workers.sweep import SpecMismatch
 
     storage_url = f"sqlite:///{tmp_path / 'names.db'}"
     prepare_sweep(tiny_spec("samename", variants=["sgd"]), storage_url)

@@ -8,9 +8,9 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from landscapes.record import DIVERGED_LOSS, DIVERGED_VALUE
-from service.cli import app
-from workers.train import CHECKPOINT_FILE, TrialConfig, train_trial
+from hpscape.landscapes.record import DIVERGED_LOSS, DIVERGED_VALUE
+from hpscape.service.cli import app
+from hpscape.workers.train import CHECKPOINT_FILE, TrialConfig, train_trial
 
 SMALL = dict(dataset="synthetic", model="shake_shake_8_2x16d", batch_size=64, device="cpu", seed=3)
 
@@ -84,7 +84,7 @@ def test_compiled_fast_path_runs_on_cpu():
 
 def test_normalized_decay_uses_the_paper_formula(monkeypatch):
     captured = {}
-    import workers.train as train_module
+    import hpscape.workers.train as train_module
 
     real = train_module.build_optimizer
 

@@ -6,7 +6,7 @@ Gradient noise makes |w| grow, decay makes it shrink, and at equilibrium the wei
     SGD + L2 (lambda')              sqrt(2 * alpha * lambda' / (1 + mu))          depends on alpha*lambda' -> diagonal
     SGDW, paper AdamW (lambda)      sqrt(2 * lambda * (1 - mu) / (1 + mu))        independent of alpha -> upright
 
-(mu is the momentum, or Adam's beta1.) `simulate_angular_update` drives the real optimizers of `workers.optim` with such
+(mu is the momentum, or Adam's beta1.) `simulate_angular_update` drives the real optimizers of `hpscape.workers.optim` with such
 gradients and measures the angle; `predicted_angular_update` is the formula.
 """
 
@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from workers.optim import build_optimizer
+from hpscape.workers.optim import build_optimizer
 
 _PREDICTED = {"sgd", "sgdw", "adamw"}
 

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from landscapes.record import DIVERGED_LOSS, DIVERGED_VALUE
-from workers.data import DeviceDataset, load_dataset, steps_per_epoch, test_batches, train_batches
-from workers.models import create_model
-from workers.optim import build_optimizer, build_scheduler, normalized_weight_decay
+from hpscape.landscapes.record import DIVERGED_LOSS, DIVERGED_VALUE
+from hpscape.workers.data import DeviceDataset, load_dataset, steps_per_epoch, test_batches, train_batches
+from hpscape.workers.models import create_model
+from hpscape.workers.optim import build_optimizer, build_scheduler, normalized_weight_decay
 
 CHECKPOINT_FILE = "checkpoint.pt"
 _EVAL_BATCH = 1000  # evaluation has no gradients, so big batches are cheap and cut Python overhead

@@ -1,5 +1,5 @@
 """The REST controller."""
 
-from service.api.app import create_app
+from hpscape.service.api.app import create_app
 
 __all__ = ["create_app"]

@@ -11,13 +11,13 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
-from landscapes import SweepSpec
-from service.api.errors import MAX_BODY_BYTES, BodyLimitMiddleware, install_error_handlers
-from service.api.routes import health, landscape, pages, sweeps, trials
-from service.api.schemas import PresetSubmission
-from service.api.state import ServiceState
-from service.queue import Launcher
-from service.settings import Settings, load_settings
+from hpscape.landscapes import SweepSpec
+from hpscape.service.api.errors import MAX_BODY_BYTES, BodyLimitMiddleware, install_error_handlers
+from hpscape.service.api.routes import health, landscape, pages, sweeps, trials
+from hpscape.service.api.schemas import PresetSubmission
+from hpscape.service.api.state import ServiceState
+from hpscape.service.queue import Launcher
+from hpscape.service.settings import Settings, load_settings
 
 __all__ = ["create_app"]
 

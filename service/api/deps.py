@@ -11,10 +11,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from optuna.storages import BaseStorage
 from sqlalchemy.orm import Session
 
-from service.api.state import ServiceState
-from service.auth import ANONYMOUS, Caller, authenticate
-from service.db.models import SweepRow
-from service.settings import Settings
+from hpscape.service.api.state import ServiceState
+from hpscape.service.auth import ANONYMOUS, Caller, authenticate
+from hpscape.service.db.models import SweepRow
+from hpscape.service.settings import Settings
 
 __all__ = [
     "CallerDep",

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.sweeps import InputError, StateConflict
+from hpscape.service.sweeps import InputError, StateConflict
 
 __all__ = ["MAX_BODY_BYTES", "BodyLimitMiddleware", "install_error_handlers"]
 

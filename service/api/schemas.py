@@ -1,4 +1,4 @@
-"""Request and response bodies of the REST API (pydantic), kept apart from the tables in `service.db.models`."""
+"""Request and response bodies of the REST API (pydantic), kept apart from the tables in `hpscape.service.db.models`."""
 
 from __future__ import annotations
 

@@ -10,10 +10,10 @@ from typing import Any, TypeVar
 from optuna.storages import BaseStorage
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.auth import seed_admin_token
-from service.db import make_engine, make_session_factory, upgrade
-from service.queue import Dispatcher, Launcher, SubprocessLauncher
-from service.settings import Settings
+from hpscape.service.auth import seed_admin_token
+from hpscape.service.db import make_engine, make_session_factory, upgrade
+from hpscape.service.queue import Dispatcher, Launcher, SubprocessLauncher
+from hpscape.service.settings import Settings
 
 __all__ = ["ServiceState"]
 
@@ -103,7 +103,7 @@ class ServiceState:
 
     def _optuna_storage(self) -> BaseStorage:
         if self._optuna is None:
-            from landscapes.record import make_storage
+            from hpscape.landscapes.record import make_storage
 
             # Creates Optuna's tables on a fresh database, so the first request does not race to do it.
             self._optuna = make_storage(self.settings.storage)

@@ -7,9 +7,9 @@ from typing import Any
 
 from optuna.storages import BaseStorage
 
-from service.api.schemas import SweepDetail, SweepOut, SweepProgress, SweepTimings, TrialOut
-from service.db.models import SweepRow, utcnow
-from service.progress import load_trials, summarize, trial_row
+from hpscape.service.api.schemas import SweepDetail, SweepOut, SweepProgress, SweepTimings, TrialOut
+from hpscape.service.db.models import SweepRow, utcnow
+from hpscape.service.progress import load_trials, summarize, trial_row
 
 __all__ = ["sweep_detail", "sweep_out", "sweep_summary_of", "sweep_trials"]
 

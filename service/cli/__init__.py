@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from service.cli import remote as _remote
-from service.cli import run as _run
-from service.cli import server as _server
-from service.cli import train as _train
+from hpscape.service.cli import remote as _remote
+from hpscape.service.cli import run as _run
+from hpscape.service.cli import server as _server
+from hpscape.service.cli import train as _train
 
 app = typer.Typer(
     name="hpscape",

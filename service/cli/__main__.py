@@ -1,3 +1,3 @@
-from service.cli import app
+from hpscape.service.cli import app
 
 app()

@@ -15,8 +15,8 @@ import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from service.cli._common import USAGE_ERROR, console, err_console
-from service.client import ApiError, Client, ServerUnreachable
+from hpscape.service.cli._common import USAGE_ERROR, console, err_console
+from hpscape.service.client import ApiError, Client, ServerUnreachable
 
 __all__ = ["cancel", "export", "list_", "status", "submit"]
 
@@ -37,7 +37,7 @@ def _fail(message: str, code: int) -> NoReturn:
 @contextmanager
 def _client(url: str | None, token: str | None) -> Iterator[Client]:
     """A client for the server; turns transport and HTTP errors into exit codes 1 (server) and 2 (request)."""
-    from service.settings import load_settings
+    from hpscape.service.settings import load_settings
 
     settings = load_settings()
     client = Client(url or settings.url, token or settings.token)
@@ -82,7 +82,7 @@ def submit(
     as_json: JsonOption = False,
 ) -> None:
     """Queue a sweep on the server (a spec file, or --preset NAME) and print its id."""
-    from landscapes import SpecError, load_spec
+    from hpscape.landscapes import SpecError, load_spec
 
     if (spec_file is None) == (preset is None):
         _fail("give exactly one of: a spec file, or --preset NAME (e.g. `hpscape submit --preset quick`)",

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from rich.live import Live
 from rich.table import Table
 
-from service.cli._common import console, err_console, fail_usage
+from hpscape.service.cli._common import console, err_console, fail_usage
 
 _STATE_COLUMNS = {"RUNNING": "running", "FAIL": "failed"}
 _BAR = 12
@@ -29,8 +29,8 @@ def run(
                                                    "(default RUNS_DIR/NAME-landscape.html).")] = None,
 ) -> None:
     """Run a landscape sweep on Ray (a preset, a YAML/JSON spec, or --resume NAME) and print a per-variant table."""
-    from landscapes import ensure_sqlite_dir, format_validation_error, get_preset, load_spec
-    from service.settings import load_settings
+    from hpscape.landscapes import ensure_sqlite_dir, format_validation_error, get_preset, load_spec
+    from hpscape.service.settings import load_settings
 
     import optuna
 
@@ -41,7 +41,7 @@ def run(
     if len(chosen) != 1:
         fail_usage("give exactly one of: a spec file, --preset NAME, or --resume NAME "
                    "(e.g. `hpscape run --preset quick`)")
-    from workers.sweep import SpecMismatch, SweepInterrupted, recorded_spec, run_sweep
+    from hpscape.workers.sweep import SpecMismatch, SweepInterrupted, recorded_spec, run_sweep
 
     try:
         if resume is not None:
@@ -119,8 +119,8 @@ def progress_table(snapshot: dict[str, Any]) -> Table:
 
 def _report_landscapes(spec: Any, storage: str, dashboard: Path) -> None:
     """Print how coupled each variant's landscape is and write the figure as an offline HTML file."""
-    from dashboards import landscape_html
-    from landscapes import build_sweep_landscapes, coupling_metrics
+    from hpscape.dashboards import landscape_html
+    from hpscape.landscapes import build_sweep_landscapes, coupling_metrics
 
     landscapes = build_sweep_landscapes(storage, spec.name, metric=spec.metric)
     coupling = {v: coupling_metrics(l) for v, l in landscapes.items()}

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from service.cli._common import console, err_console, fail_usage
+from hpscape.service.cli._common import console, err_console, fail_usage
 
 __all__ = ["db_app", "serve", "token_app"]
 
@@ -28,9 +28,9 @@ def serve(
 
     import uvicorn
 
-    from landscapes import ensure_sqlite_dir
-    from service.api import create_app
-    from service.settings import load_settings
+    from hpscape.landscapes import ensure_sqlite_dir
+    from hpscape.service.api import create_app
+    from hpscape.service.settings import load_settings
 
     settings = load_settings()
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -50,12 +50,12 @@ def serve(
     app.state.hpscape.close()
     # Several processes need an importable factory; each reads the same HPSCAPE_* settings.
     os.environ["HPSCAPE_SERVE_DISPATCH"] = "1" if dispatch else "0"
-    uvicorn.run("service.cli.server:_worker_app", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("hpscape.service.cli.server:_worker_app", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level.lower(), timeout_graceful_shutdown=5)
 
 
 def _worker_app():  # noqa: ANN202 - the app of one `serve --workers N` process
-    from service.api import create_app
+    from hpscape.service.api import create_app
 
     return create_app(dispatch=os.environ.get("HPSCAPE_SERVE_DISPATCH", "1") == "1")
 
@@ -64,8 +64,8 @@ db_app = typer.Typer(help="The service's tables (in the database of HPSCAPE_STOR
 
 
 def _engine(storage: str | None):  # noqa: ANN202
-    from service.db import make_engine
-    from service.settings import load_settings
+    from hpscape.service.db import make_engine
+    from hpscape.service.settings import load_settings
 
     return make_engine(storage or load_settings().storage, pool_size=1)
 
@@ -76,9 +76,9 @@ def db_upgrade(storage: StorageOption = None) -> None:
     """Create or migrate the service's tables (also done at server start-up)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from landscapes import ensure_sqlite_dir
-    from service.db import upgrade
-    from service.settings import load_settings
+    from hpscape.landscapes import ensure_sqlite_dir
+    from hpscape.service.db import upgrade
+    from hpscape.service.settings import load_settings
 
     url = storage or load_settings().storage
     ensure_sqlite_dir(url)
@@ -92,7 +92,7 @@ def db_upgrade(storage: StorageOption = None) -> None:
 @db_app.command("current")
 def db_current(storage: StorageOption = None) -> None:
     """Print the revision the database is at."""
-    from service.db import current_revision, head_revision
+    from hpscape.service.db import current_revision, head_revision
 
     revision = current_revision(_engine(storage))
     console.print(f"{revision or 'none (run `hpscape db upgrade`)'}; newest: {head_revision()}")
@@ -102,9 +102,9 @@ token_app = typer.Typer(help="API tokens (stored as hashes; a secret is shown on
 
 
 def _sessions(storage: str | None):  # noqa: ANN202
-    from landscapes import ensure_sqlite_dir
-    from service.db import make_session_factory, upgrade
-    from service.settings import load_settings
+    from hpscape.landscapes import ensure_sqlite_dir
+    from hpscape.service.db import make_session_factory, upgrade
+    from hpscape.service.settings import load_settings
 
     url = storage or load_settings().storage
     ensure_sqlite_dir(url)
@@ -120,7 +120,7 @@ def token_create(
     storage: StorageOption = None,
 ) -> None:
     """Create a token and print it once (only its SHA-256 is stored)."""
-    from service.auth import TokenError, create_token
+    from hpscape.service.auth import TokenError, create_token
 
     with _sessions(storage)() as session:
         try:
@@ -134,7 +134,7 @@ def token_create(
 @token_app.command("list")
 def token_list(storage: StorageOption = None) -> None:
     """List token names (never the secrets)."""
-    from service.auth import list_tokens
+    from hpscape.service.auth import list_tokens
 
     with _sessions(storage)() as session:
         rows = list_tokens(session)
@@ -149,7 +149,7 @@ def token_list(storage: StorageOption = None) -> None:
 @token_app.command("revoke")
 def token_revoke(name: Annotated[str, typer.Argument(help="The token's name.")], storage: StorageOption = None) -> None:
     """Revoke a token at once; its sweeps keep running and keep its name as owner."""
-    from service.auth import TokenError, revoke_token
+    from hpscape.service.auth import TokenError, revoke_token
 
     with _sessions(storage)() as session:
         try:

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from service.cli._common import console, describe_validation_error, fail_usage
-from service.settings import load_settings
+from hpscape.service.cli._common import console, describe_validation_error, fail_usage
+from hpscape.service.settings import load_settings
 
 _OPTION_NAMES = {
     "lr": "--lr",
@@ -45,8 +45,8 @@ def train(
     data_dir: Annotated[Path | None, typer.Option(help="Dataset directory (default HPSCAPE_DATA_DIR).")] = None,
 ) -> None:
     """Train one (variant, learning rate, weight decay) cell and print its metrics."""
-    from workers.optim import SCHEDULES, VARIANTS  # heavy imports (torch) only when the command runs
-    from workers.train import TrialConfig, train_trial
+    from hpscape.workers.optim import SCHEDULES, VARIANTS  # heavy imports (torch) only when the command runs
+    from hpscape.workers.train import TrialConfig, train_trial
 
     settings = load_settings()
     if variant not in VARIANTS:

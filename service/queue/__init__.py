@@ -1,9 +1,9 @@
 """The durable sweep queue: claims, state changes, the dispatcher thread and the detached driver processes."""
 
-from service.queue.dispatcher import Dispatcher, TickReport
-from service.queue.launcher import Launched, Launcher, SubprocessLauncher
-from service.queue.processes import descendants, is_alive, session_members, stop_descendants, stop_session
-from service.queue.states import (
+from hpscape.service.queue.dispatcher import Dispatcher, TickReport
+from hpscape.service.queue.launcher import Launched, Launcher, SubprocessLauncher
+from hpscape.service.queue.processes import descendants, is_alive, session_members, stop_descendants, stop_session
+from hpscape.service.queue.states import (
     Claim,
     claim_next,
     fail_running_trials,

@@ -13,9 +13,9 @@ from optuna.storages import BaseStorage
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import sessionmaker
 
-from service.db.models import SweepRow, utcnow
-from service.queue.launcher import Launcher
-from service.queue.states import Claim, claim_next, finalize_cancel, finish, is_stale, mark_launched, take_over
+from hpscape.service.db.models import SweepRow, utcnow
+from hpscape.service.queue.launcher import Launcher
+from hpscape.service.queue.states import Claim, claim_next, finalize_cancel, finish, is_stale, mark_launched, take_over
 
 __all__ = ["Dispatcher", "TickReport"]
 

@@ -1,7 +1,7 @@
-"""The detached process that runs one queued sweep: ``python -m service.queue.driver SWEEP_ID --launch N``.
+"""The detached process that runs one queued sweep: ``python -m hpscape.service.queue.driver SWEEP_ID --launch N``.
 
 Started by a controller's dispatcher in its own session, so it outlives the controller. It runs the sweep with
-`workers.sweep.run_sweep` under the sweep's record name, sends a heartbeat to its row, stops itself when the
+`hpscape.workers.sweep.run_sweep` under the sweep's record name, sends a heartbeat to its row, stops itself when the
 sweep is cancelled or another launch took over, and records the outcome on the row. Configuration comes from the
 ``HPSCAPE_*`` environment variables the launcher sets.
 """
@@ -18,9 +18,9 @@ import traceback
 
 from sqlalchemy import Engine
 
-from service.db import SweepRow, make_engine, make_session_factory
-from service.queue.processes import stop_descendants, stop_session
-from service.queue.states import finalize_cancel, finish, heartbeat
+from hpscape.service.db import SweepRow, make_engine, make_session_factory
+from hpscape.service.queue.processes import stop_descendants, stop_session
+from hpscape.service.queue.states import finalize_cancel, finish, heartbeat
 
 __all__ = ["HEARTBEAT_S", "main"]
 
@@ -74,7 +74,7 @@ class _Heartbeat(threading.Thread):
     def _exit(self, *, cancel: bool) -> None:
         _stop_own_ray(self._grace_s)
         if cancel:
-            from landscapes.record import make_storage
+            from hpscape.landscapes.record import make_storage
 
             row = _load(self._engine, self._sweep_id)
             if row is not None:
@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from landscapes import SweepSpec
-    from service.settings import load_settings
+    from hpscape.landscapes import SweepSpec
+    from hpscape.service.settings import load_settings
 
     settings = load_settings()
     engine = make_engine(settings.storage, pool_size=2)
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     beat.start()
     started = time.monotonic()
     try:
-        from workers.sweep import run_sweep
+        from hpscape.workers.sweep import run_sweep
 
         spec = SweepSpec.model_validate(row.spec).replace(name=row.record_name)
         outcome = run_sweep(

@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import service
-from service.queue.processes import is_alive, stop_session
+from hpscape.service.queue.processes import is_alive, stop_session
 
 __all__ = ["DRIVER_MODULE", "Launched", "Launcher", "SubprocessLauncher"]
 
-DRIVER_MODULE = "service.queue.driver"
+DRIVER_MODULE = "hpscape.service.queue.driver"
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class Launcher(Protocol):
 
 
 class SubprocessLauncher:
-    """``python -m service.queue.driver SWEEP_ID --launch N [--resume]`` in a new session, logging to a file.
+    """``python -m hpscape.service.queue.driver SWEEP_ID --launch N [--resume]`` in a new session, logging to a file.
 
     Configuration reaches the driver through ``HPSCAPE_*`` variables in its environment, never on its command
     line, where `ps` would show a database password.
@@ -75,9 +74,6 @@ class SubprocessLauncher:
             # An inherited RAY_ADDRESS would make ray.init() join that cluster instead of starting a local one.
             env.pop("HPSCAPE_RAY_ADDRESS", None)
             env.pop("RAY_ADDRESS", None)
-        # The driver imports this very package, also when it runs from a checkout that is not installed.
-        source_root = str(Path(service.__file__).resolve().parents[1])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH")) if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 from optuna.storages import BaseStorage
 from sqlalchemy import Engine, func, select, text, update
 
-from landscapes.record import fail_trial, open_study, running_trials
-from service.db.models import SweepRow, utcnow
+from hpscape.landscapes.record import fail_trial, open_study, running_trials
+from hpscape.service.db.models import SweepRow, utcnow
 
 __all__ = [
     "Claim",

@@ -20,8 +20,8 @@ from typing import Any
 import optuna
 from ray.tune import Callback
 
-from landscapes import SweepSpec
-from landscapes.record import (
+from hpscape.landscapes import SweepSpec
+from hpscape.landscapes.record import (
     Attr,
     enqueue_cells,
     list_sweep_studies,
@@ -31,8 +31,8 @@ from landscapes.record import (
     sqlite_file,
     sweep_summary,
 )
-from workers.sweep.searcher import StudySearcher, settle
-from workers.sweep.trainable import run_trial
+from hpscape.workers.sweep.searcher import StudySearcher, settle
+from hpscape.workers.sweep.trainable import run_trial
 
 log = logging.getLogger(__name__)
 

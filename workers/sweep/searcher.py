@@ -17,8 +17,8 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from landscapes import SweepSpec
-from landscapes.record import Attr, ask_bayes, claim_next, fail_trial, finish_trial, get_trial, stop_trial
+from hpscape.landscapes import SweepSpec
+from hpscape.landscapes.record import Attr, ask_bayes, claim_next, fail_trial, finish_trial, get_trial, stop_trial
 
 log = logging.getLogger(__name__)
 

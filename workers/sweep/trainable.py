@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from landscapes.record import Attr, finish_trial, make_storage, open_study, record_epoch
+from hpscape.landscapes.record import Attr, finish_trial, make_storage, open_study, record_epoch
 
 RAY_NODE_ATTR = "ray_node"  # the Ray node id (hex) of the worker that trains the trial, next to Attr.WORKER
 _STORAGES: dict[str, Any] = {}  # one connection pool per worker process, reused by actors that run several trials
@@ -36,7 +36,7 @@ def run_trial(config: dict[str, Any]) -> None:
     import torch
     from ray import tune
 
-    from workers.train import TrialConfig, train_trial
+    from hpscape.workers.train import TrialConfig, train_trial
 
     torch.set_num_threads(int(config.get("threads", 1)))  # the trial's CPU share, so parallel trials do not contend
     trial = TrialConfig(**config["trial"])

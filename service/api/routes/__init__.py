@@ -1,1 +1,1 @@
-"""One router per resource; `service.api.app` includes them all."""
+"""One router per resource; `hpscape.service.api.app` includes them all."""

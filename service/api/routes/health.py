@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Request, Response, status
 from sqlalchemy import text
 
-from service.api.schemas import HealthCheck, HealthOut
-from service.api.state import ServiceState
+from hpscape.service.api.schemas import HealthCheck, HealthOut
+from hpscape.service.api.state import ServiceState
 
 router = APIRouter(tags=["health"])
 

@@ -11,8 +11,8 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import Response
 from optuna.storages import BaseStorage
 
-from dashboards import grid_csv, grid_json, landscape_html, landscape_payload
-from landscapes import (
+from hpscape.dashboards import grid_csv, grid_json, landscape_html, landscape_payload
+from hpscape.landscapes import (
     VARIANTS,
     Landscape,
     LandscapeError,
@@ -20,9 +20,9 @@ from landscapes import (
     open_study,
     trial_details,
 )
-from service.api.deps import OptunaDep, SweepDep
-from service.api.schemas import ErrorOut
-from service.db.models import SweepRow
+from hpscape.service.api.deps import OptunaDep, SweepDep
+from hpscape.service.api.schemas import ErrorOut
+from hpscape.service.db.models import SweepRow
 
 router = APIRouter(prefix="/api/v1/sweeps", tags=["landscape"])
 

@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from dashboards import STATIC_FILES, plotly_js_path, static_path, sweep_list_html, sweep_page_html
+from hpscape.dashboards import STATIC_FILES, plotly_js_path, static_path, sweep_list_html, sweep_page_html
 
 router = APIRouter(include_in_schema=False)
 

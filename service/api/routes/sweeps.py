@@ -7,11 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 
-from service.api.deps import OptunaDep, ReaderDep, SessionDep, StateDep, SweepDep, WriterDep
-from service.api.schemas import ErrorOut, SweepDetail, SweepList, SweepOut, SweepStatus
-from service.api.views import sweep_detail, sweep_out, sweep_summary_of
-from service.auth import TOKEN_NAME_PATTERN
-from service.sweeps import (
+from hpscape.service.api.deps import OptunaDep, ReaderDep, SessionDep, StateDep, SweepDep, WriterDep
+from hpscape.service.api.schemas import ErrorOut, SweepDetail, SweepList, SweepOut, SweepStatus
+from hpscape.service.api.views import sweep_detail, sweep_out, sweep_summary_of
+from hpscape.service.auth import TOKEN_NAME_PATTERN
+from hpscape.service.sweeps import (
     MAX_IDEMPOTENCY_KEY,
     InputError,
     Problem,

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from service.api.deps import OptunaDep, SweepDep
-from service.api.schemas import ErrorOut, SweepExport, TrialList, TrialStateName
-from service.api.views import sweep_out, sweep_trials
-from service.progress import trials_csv
+from hpscape.service.api.deps import OptunaDep, SweepDep
+from hpscape.service.api.schemas import ErrorOut, SweepExport, TrialList, TrialStateName
+from hpscape.service.api.views import sweep_out, sweep_trials
+from hpscape.service.progress import trials_csv
 
 router = APIRouter(prefix="/api/v1/sweeps", tags=["trials"])
 

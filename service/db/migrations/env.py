@@ -1,11 +1,11 @@
-"""Alembic environment: runs on the connection `service.db.migrate` passes in (never reads alembic.ini or env)."""
+"""Alembic environment: runs on the connection `hpscape.service.db.migrate` passes in (never reads alembic.ini or env)."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from service.db.migrate import VERSION_TABLE
-from service.db.models import Base
+from hpscape.service.db.migrate import VERSION_TABLE
+from hpscape.service.db.models import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:
