@@ -1,8 +1,9 @@
 """How coupled a landscape's two knobs are: ridge slope, separability and basin size.
 
-- `ridge_slope`: least-squares slope of log2(best weight decay) against log2(lr), one point per
-  lr row whose best cell has a finite, non-zero decay. About -1 when the good region lies on the
-  diagonal lr * wd = const (SGD + L2), about 0 when it stands upright (SGDW, paper AdamW).
+- `ridge_slope`: least-squares slope of the best horizontal value against the vertical one, each in its axis's
+  own scale (log2 for lr and weight decay), one point per row whose best cell is not in a 0 column. On an
+  lr x weight-decay landscape: about -1 when the good region lies on the diagonal lr * wd = const (SGD + L2),
+  about 0 when it stands upright (SGDW, paper AdamW).
 - `separability`: the share of the metric's variance over the non-diverged cells explained by
   an additive model (row effect + column effect). 1 for a separable landscape; a diagonal
   valley is an interaction, which no additive model captures.
@@ -33,20 +34,22 @@ class CouplingMetrics:
 
     ridge_slope: float | None
     ridge_intercept: float | None
-    ridge_rows: int  # lr rows used for the slope
-    ridge_points: list[tuple[float, float]]  # (lr, best weight decay) per lr row used
+    ridge_rows: int  # rows used for the slope
+    ridge_points: list[tuple[float, float]]  # (vertical value, best horizontal value) per row used
     separability: float | None
     basin_cells: int
     basin_tolerance: float
     basin_relative: bool
     n_cells: int  # cells with a measured, non-diverged mean
-    best: dict[str, float] | None  # {"lr", "weight_decay", "value"}
+    best: dict[str, Any] | None  # {"params": {vertical axis: value, horizontal axis: value}, "value"}
     notes: tuple[str, ...] = ()
+    axes: tuple[str, str] = ("lr", "weight_decay")  # (vertical, horizontal) axis names
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["ridge_points"] = [list(p) for p in self.ridge_points]
         out["notes"] = list(self.notes)
+        out["axes"] = list(self.axes)
         return out
 
 
@@ -70,11 +73,12 @@ def coupling_metrics(
     mean = np.where(landscape.diverged, np.nan, landscape.mean.astype(np.float64))
     finite = np.isfinite(mean)
     notes: list[str] = []
+    axes = (landscape.y.name, landscape.x.name)
     n_cells = int(finite.sum())
     if n_cells == 0:
         notes.append("no cell has a measured value yet")
         return CouplingMetrics(
-            None, None, 0, [], None, 0, float(tolerance), relative, 0, None, tuple(notes)
+            None, None, 0, [], None, 0, float(tolerance), relative, 0, None, tuple(notes), axes
         )
 
     slope, intercept, points = _ridge(landscape, mean, notes)
@@ -85,8 +89,7 @@ def coupling_metrics(
     basin = int(np.sum(mean[finite] <= limit))
     row, col = landscape.best_cells(1)[0]
     best = {
-        "lr": float(landscape.lr[row]),
-        "weight_decay": float(landscape.weight_decay[col]),
+        "params": {axes[0]: float(landscape.y.values[row]), axes[1]: float(landscape.x.values[col])},
         "value": float(landscape.mean[row, col]),
     }
     return CouplingMetrics(
@@ -101,34 +104,39 @@ def coupling_metrics(
         n_cells=n_cells,
         best=best,
         notes=tuple(notes),
+        axes=axes,
     )
 
 
 def _ridge(
     landscape: Landscape, mean: np.ndarray, notes: list[str]
 ) -> tuple[float | None, float | None, list[tuple[float, float]]]:
+    y_coord, x_coord = landscape.y.coordinates(), landscape.x.coordinates()
     points: list[tuple[float, float]] = []
+    xs: list[float] = []
+    ys: list[float] = []
     skipped_zero = 0
     for i, row in enumerate(mean):
         if not np.isfinite(row).any():
             continue
         j = int(np.nanargmin(row))
-        wd = float(landscape.weight_decay[j])
-        if wd > 0 and math.isfinite(wd):
-            points.append((float(landscape.lr[i]), wd))
-        else:
+        if not math.isfinite(float(x_coord[j])) or not math.isfinite(float(y_coord[i])):
             skipped_zero += 1
+            continue
+        points.append((float(landscape.y.values[i]), float(landscape.x.values[j])))
+        ys.append(float(y_coord[i]))
+        xs.append(float(x_coord[j]))
     if skipped_zero:
-        notes.append(f"{skipped_zero} lr row(s) whose best decay is 0 were left out of the ridge slope")
-    x = np.log2([p[0] for p in points]) if points else np.zeros(0)
-    if np.unique(x).size < 2:
-        notes.append("ridge slope needs at least two lr rows with a non-zero best decay")
+        notes.append(f"{skipped_zero} row(s) whose best {landscape.x.name} is 0 were left out of the ridge slope")
+    y = np.asarray(ys)
+    if np.unique(y).size < 2:
+        notes.append(f"ridge slope needs at least two {landscape.y.name} rows with a best cell off the 0 column")
         return None, None, points
-    y = np.log2([p[1] for p in points])
+    x = np.asarray(xs)
     # Closed-form least squares (np.polyfit would go through a threaded LAPACK call).
-    dx = x - x.mean()
-    slope = float(np.sum(dx * (y - y.mean())) / np.sum(dx**2))
-    return slope, float(y.mean() - slope * x.mean()), points
+    dy = y - y.mean()
+    slope = float(np.sum(dy * (x - x.mean())) / np.sum(dy**2))
+    return slope, float(x.mean() - slope * y.mean()), points
 
 
 def _separability(mean: np.ndarray, notes: list[str]) -> float | None:

@@ -1,34 +1,20 @@
-"""Helpers for building (learning rate, weight decay) grids: powers of two and the Figure 2 ticks."""
+"""Helpers for building grids: powers of two and the Figure 2 decay ticks."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+__all__ = ["FIG2_DECAY_SCALE", "FIG2_DECAY_TICKS", "fig2_weight_decays", "powers_of_two"]
 
-__all__ = [
-    "ADAM_FAMILY",
-    "FIG2_DECAY_SCALE",
-    "FIG2_DECAY_TICKS",
-    "SGD_FAMILY",
-    "fig2_weight_decays",
-    "lr_by_family",
-    "powers_of_two",
-    "variant_family",
-]
-
-SGD_FAMILY: tuple[str, ...] = ("sgd", "sgdw")
-ADAM_FAMILY: tuple[str, ...] = ("adam", "adamw", "adamw-torch")
-
-# PROTOCOL section 3: the decay axis of all four panels is {0, 1/32, ..., 16} x 0.001. The 0 is
-# its own column because a log axis cannot show it.
+# PROTOCOL section 3: the decay axis of all four panels is {0, 1/32, ..., 16} x 0.001. The 0 is its own column
+# because a log axis cannot show it.
 FIG2_DECAY_TICKS: tuple[float, ...] = (0.0, *(2.0**k for k in range(-5, 5)))
 FIG2_DECAY_SCALE = 0.001
 
 
 def powers_of_two(lo_exp: int, hi_exp: int, scale: float = 1.0, *, step: int = 1) -> list[float]:
-    """``[scale * 2**k for k in lo_exp..hi_exp by step]`` (both ends included when step divides the span), ascending.
+    """``[scale * 2**k for k in lo_exp..hi_exp by step]`` (both ends included when step divides the span).
 
-    Scaling by a power of two is exact in binary floating point, so these values print and
-    compare identically wherever they are rebuilt.
+    Scaling by a power of two is exact in binary floating point, so these values print and compare identically
+    wherever they are rebuilt.
     """
     if isinstance(lo_exp, bool) or isinstance(hi_exp, bool):
         raise TypeError("powers_of_two: exponents must be integers, got a boolean")
@@ -44,22 +30,3 @@ def powers_of_two(lo_exp: int, hi_exp: int, scale: float = 1.0, *, step: int = 1
 def fig2_weight_decays() -> list[float]:
     """The Figure 2 decay values: FIG2_DECAY_TICKS x 0.001 (11 values, starting at 0)."""
     return [tick * FIG2_DECAY_SCALE for tick in FIG2_DECAY_TICKS]
-
-
-def variant_family(variant: str) -> str:
-    """"sgd" or "adam": which learning-rate range a variant uses (Adam's is 10x smaller)."""
-    if variant in SGD_FAMILY:
-        return "sgd"
-    if variant in ADAM_FAMILY:
-        return "adam"
-    raise ValueError(
-        f"unknown variant {variant!r}; expected one of {', '.join(SGD_FAMILY + ADAM_FAMILY)}"
-    )
-
-
-def lr_by_family(
-    variants: Iterable[str], sgd: Sequence[float], adam: Sequence[float]
-) -> dict[str, list[float]]:
-    """A per-variant lr grid: the `sgd` values for SGD/SGDW, the `adam` values for the Adam family."""
-    grids = {"sgd": list(sgd), "adam": list(adam)}
-    return {variant: list(grids[variant_family(variant)]) for variant in variants}

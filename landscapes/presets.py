@@ -1,4 +1,9 @@
-"""Named sweeps: `fig2` (the paper's Figure 2, PROTOCOL section 3) and `quick` (a CPU-sized check)."""
+"""Named sweeps: `fig2` (the paper's Figure 2, PROTOCOL section 3) and CPU-sized ones that finish in minutes.
+
+- `quick`: Figure 2's mechanism on digits (SGD/SGDW, Adam/AdamW, torch's AdamW; lr x weight decay);
+- `quick-families`: the same for RMSProp and AdaGrad, L2 against decoupled decay;
+- `adam-betas`: Adam against AdamW over beta1 x beta2 at a fixed learning rate and decay.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +11,22 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from .grid import fig2_weight_decays, lr_by_family, powers_of_two
-from .spec import SpecError, SweepSpec
+from .errors import SpecError
+from .grid import fig2_weight_decays, powers_of_two
+from .spec import SweepSpec
+from .variants import lr_by_family
 
 __all__ = ["PRESETS", "get_preset"]
-
-_FIG2_VARIANTS = ["sgd", "sgdw", "adam", "adamw"]
-_QUICK_VARIANTS = ["sgd", "sgdw", "adam", "adamw", "adamw-torch"]
 
 # ---------------------------------------------------------------------------------------------
 # The preset values, one block each.
 
+_FIG2_VARIANTS = ["sgd", "sgdw", "adam", "adamw"]  # the four panels: SGD | SGDW over Adam | AdamW
 _FIG2: dict[str, Any] = {
     "name": "fig2",
     "dataset": "cifar10",  # the paper's data: 50k train / 10k test, no validation split
     "model": "shake_shake_26_2x64d",  # the network of Figure 2 (about 11.65 M parameters)
-    "variants": _FIG2_VARIANTS,  # the four panels: SGD | SGDW over Adam | AdamW
+    "variants": _FIG2_VARIANTS,
     "epochs": 100,  # Figure 2 runs are 100 epochs (not the 1800 of the Shake-Shake paper)
     "batch_size": 128,  # 391 iterations per epoch, as in the authors' code
     "schedule": "cosine",  # cosine multiplier 1 -> 0 per iteration, no restarts
@@ -31,9 +36,7 @@ _FIG2: dict[str, Any] = {
     "seeds": [0],  # one run per cell
     "grid": {
         # alpha: SGD/SGDW 2^-10 .. 2^0; Adam/AdamW ten times smaller (0.1 * 2^-10 .. 0.1 * 2^0)
-        "lr": lr_by_family(
-            _FIG2_VARIANTS, sgd=powers_of_two(-10, 0), adam=powers_of_two(-10, 0, scale=0.1)
-        ),
+        "lr": lr_by_family(_FIG2_VARIANTS, powers_of_two(-10, 0)),
         # {0, 1/32, ..., 16} x 0.001, the same ticks in all four panels
         "weight_decay": fig2_weight_decays(),
     },
@@ -41,40 +44,66 @@ _FIG2: dict[str, Any] = {
     "max_concurrent_trials": 16,  # e.g. 4 GPUs x 4 trials each
 }
 
-_QUICK: dict[str, Any] = {
-    "name": "quick",
+# What every CPU-sized preset shares: bundled data, the scale-invariant model, the mechanism's conditions.
+_DIGITS: dict[str, Any] = {
     "dataset": "digits",  # bundled with scikit-learn: no download, trains on a CPU
-    # 152 k parameters: enough to memorise the noisy labels where the effective step is small. The head batch-normalizes
-    # the logits, so every decayed weight is scale-invariant and the decay acts only through the effective step (the
-    # mechanism of PROTOCOL section 5); with the paper's linear head the softmax temperature, set by the decayed last
-    # layer, dominates the test loss and hides the coupling (measured: ridge slopes of +0.75 for both sgd and sgdw).
+    # 152 k parameters: enough to memorise the noisy labels where the effective step is small. The head batch-
+    # normalizes the logits, so every decayed weight is scale-invariant and the decay acts only through the
+    # effective step (the mechanism of PROTOCOL section 5); with the paper's linear head the softmax temperature,
+    # set by the decayed last layer, dominates the test loss and hides the coupling (measured: ridge slopes of
+    # +0.75 for both sgd and sgdw).
     "model": "shake_shake_8_2x16d_bnhead",
-    "variants": _QUICK_VARIANTS,  # all five, including torch's AdamW whose decay re-couples to lr
     "epochs": 25,  # 575 steps: lambda * sum(eta_t) = 9 at the SGDW optimum 2^-5, well past equilibrium
     "batch_size": 64,  # 23 steps per epoch; on CPU this model costs about the same per epoch at 64 as at 128
     "schedule": "cosine",  # same schedule shape as fig2
     "normalized_decay": False,  # raw decay, so the axes read like Figure 2's
     "label_noise": 0.2,  # PROTOCOL section 5: without label noise the coupling did not appear
     "metric": "test_loss",  # PROTOCOL section 5: test error on digits was too noisy
-    "seeds": [0],  # one run per cell: the minima are clear at this size (see bench/quick_coupling.py for the spread)
-    "grid": {
-        # 2^-5, 2^-3, 2^-1 for SGD/SGDW: a 16x range of alpha, as in PROTOCOL section 5; the Adam family one tenth
-        "lr": lr_by_family(
-            _QUICK_VARIANTS, sgd=powers_of_two(-5, -1, step=2), adam=powers_of_two(-5, -1, step=2, scale=0.1)
-        ),
-        # 2^-9 .. 2^-3 in steps of 4x: a slope of -1 moves SGD's optimum one column per row. No 0 column: a row whose
-        # best decay is 0 says nothing about the ridge, and the 10-minute budget has no room for it.
-        "weight_decay": [2.0**k for k in (-9, -7, -5, -3)],
-    },
     "resources": {"cpu": 1, "gpu": 0},  # one core per trial, no GPU
     "max_concurrent_trials": 2,  # the CI machine has 2 cores
+}
+# 2^-5, 2^-3, 2^-1 for the SGD family: a 16x range of alpha, as in PROTOCOL section 5 (adaptive families: 0.1x).
+_QUICK_RATES = powers_of_two(-5, -1, step=2)
+# 2^-9 .. 2^-3 in steps of 4x: a slope of -1 moves SGD's optimum one column per row. No 0 column: a row whose best
+# decay is 0 says nothing about the ridge, and the 10-minute budget has no room for it.
+_QUICK_DECAYS = [2.0**k for k in (-9, -7, -5, -3)]
+
+_QUICK_VARIANTS = ["sgd", "sgdw", "adam", "adamw", "adamw-torch"]  # torch's AdamW re-couples its decay to alpha
+_QUICK: dict[str, Any] = {
+    "name": "quick",
+    **_DIGITS,
+    "variants": _QUICK_VARIANTS,
+    "seeds": [0],  # one run per cell: the minima are clear at this size (see bench/quick_coupling.py for the spread)
+    "grid": {"lr": lr_by_family(_QUICK_VARIANTS, _QUICK_RATES), "weight_decay": _QUICK_DECAYS},
+}
+
+_FAMILY_VARIANTS = ["rmsprop", "rmspropw", "adagrad", "adagradw"]  # PROTOCOL section 2's other families
+_QUICK_FAMILIES: dict[str, Any] = {
+    "name": "quick-families",
+    **_DIGITS,
+    "variants": _FAMILY_VARIANTS,
+    "seeds": [0],
+    "grid": {"lr": lr_by_family(_FAMILY_VARIANTS, _QUICK_RATES), "weight_decay": _QUICK_DECAYS},
+}
+
+_ADAM_BETAS: dict[str, Any] = {
+    "name": "adam-betas",
+    **_DIGITS,
+    "variants": ["adam", "adamw"],  # L2 inside Adam against the paper's decoupled decay
+    "seeds": [0],
+    # The middle of quick's Adam grid: lr 0.1 * 2^-3, decay 2^-5 (AdamW's best decay on quick).
+    "hyperparameters": {"lr": 0.1 * 2.0**-3, "weight_decay": 2.0**-5},
+    "grid": {"beta1": [0.5, 0.8, 0.9, 0.95], "beta2": [0.9, 0.99, 0.999]},
 }
 
 # ---------------------------------------------------------------------------------------------
 
 # Validated at import so a broken preset fails loudly and early.
 PRESETS: Mapping[str, SweepSpec] = MappingProxyType(
-    {spec.name: spec for spec in (SweepSpec.model_validate(_FIG2), SweepSpec.model_validate(_QUICK))}
+    {
+        spec.name: spec
+        for spec in (SweepSpec.model_validate(values) for values in (_FIG2, _QUICK, _QUICK_FAMILIES, _ADAM_BETAS))
+    }
 )
 
 

@@ -1,328 +1,311 @@
-"""The sweep specification: what to train, on which (learning rate, weight decay) points, how often.
+"""The sweep specification: a model trained with several optimizer variants over two hyperparameters.
 
-A `SweepSpec` is validated once (pydantic v2, unknown fields rejected everywhere) and then trusted by
-the driver, the workers and the service. Every validation message names the offending field, e.g.
-``grid.lr[3]: must be a finite number > 0, got nan``; `format_validation_error` renders them one per
-line for CLIs and HTTP 4xx bodies.
+    hyperparameters: {lr: 0.001, weight_decay: 0.0005}   # optimizer values held fixed
+    grid: {beta1: [0.5, 0.8, 0.9], beta2: [0.9, 0.99, 0.999]}   # exactly two axes; the first is vertical
+    facet: {schedule: [constant, step, cosine]}          # optional third axis: one landscape set per value
+
+Any axis's values may be given per variant (``lr: {sgd: [...], adam: [...], default: [...]}``). A `SweepSpec`
+is validated once (pydantic v2, unknown fields rejected everywhere) and then trusted by the driver, the workers
+and the service. Every validation message names the offending field, e.g. ``grid.lr[3]: must be a finite
+number > 0, got nan``, and an axis a variant does not read is refused naming both.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
-import typing
-from dataclasses import dataclass
-from numbers import Real
-from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
+    RootModel,
     Strict,
-    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+
+from .axes import (
+    AXES,
+    AXIS_NAMES,
+    GRID_AXES,
+    OPTIMIZER_AXES,
+    Axis,
+    axis_applies,
+    family_default,
+    get_axis,
+)
+from .errors import problem, problem_at
+from .keys import Cell, Facet, study_name
+from .variants import VARIANT_NAMES, VARIANTS, get_variant
+from .vocabulary import DATASETS, METRICS, NAME_PATTERN, SCHEDULES, validate_model_name
 
 __all__ = [
-    "DATASETS",
+    "DEFAULT_KEY",
     "MAX_TOTAL_TRIALS",
-    "METRICS",
-    "MODEL_NAME_PATTERN",
-    "NAME_PATTERN",
-    "SCHEDULES",
-    "VARIANTS",
     "BayesSpec",
-    "Cell",
+    "FacetSpec",
     "GridSpec",
-    "ModelArch",
     "Resources",
-    "SpecError",
     "SweepSpec",
-    "dump_spec",
-    "format_validation_error",
-    "load_spec",
-    "study_name",
-    "validate_model_name",
 ]
 
-VARIANTS: tuple[str, ...] = ("sgd", "sgdw", "adam", "adamw", "adamw-torch")
-DATASETS: tuple[str, ...] = ("cifar10", "digits", "synthetic")
-SCHEDULES: tuple[str, ...] = ("constant", "cosine", "step", "warm_restarts")
-METRICS: tuple[str, ...] = ("test_error", "test_loss")
-
-# Sums over variants x cells x seeds (grid) or variants x n_trials (bayes): one sweep must stay a
-# size a person meant to launch; fig2 is 484.
+# Sums over variants x cells x seeds x facet values (grid) or variants x n_trials x facet values (bayes): one
+# sweep must stay a size a person meant to launch; fig2 is 484.
 MAX_TOTAL_TRIALS = 5000
-
-# No "/": study names are "<sweep name>/<variant>".
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-MODEL_NAME_PATTERN = re.compile(r"^shake_shake_(\d+)_2x(8|16|32|64|96)d(_bnhead)?$")
-
+# Per-variant values: the list for every variant not named.
+DEFAULT_KEY = "default"
 # numpy's legacy seeding and many CUDA RNG paths take 32-bit seeds.
 _MAX_SEED = 2**32 - 1
 
-Variant = Literal["sgd", "sgdw", "adam", "adamw", "adamw-torch"]
+VariantName = Literal[VARIANT_NAMES]  # type: ignore[valid-type]
+DatasetName = Literal[DATASETS]  # type: ignore[valid-type]
+ScheduleName = Literal[SCHEDULES]  # type: ignore[valid-type]
+MetricName = Literal[METRICS]  # type: ignore[valid-type]
 _StrictInt = Annotated[int, Strict()]
-
-
-class SpecError(ValueError):
-    """A sweep spec could not be read or is invalid; `problems` holds one line per problem."""
-
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.problems = problems or [message]
-
-
-def study_name(sweep: str, variant: str) -> str:
-    """The Optuna study that holds one variant of a sweep."""
-    return f"{sweep}/{variant}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Model names
-
-
-class ModelArch(NamedTuple):
-    """A parsed Shake-Shake model name: depth (6n+2) and base width of the first stage."""
-
-    depth: int
-    width: int
-
-    @property
-    def blocks_per_stage(self) -> int:
-        return (self.depth - 2) // 6
-
-
-def validate_model_name(name: str) -> ModelArch:
-    """Parse ``shake_shake_<depth>_2x<width>d``; raise ValueError saying what is accepted."""
-    hint = (
-        "expected shake_shake_<depth>_2x<width>d with depth = 6n+2 >= 8 (8, 14, 20, 26, ...) "
-        "and width one of 8, 16, 32, 64, 96, e.g. shake_shake_26_2x64d"
-    )
-    match = MODEL_NAME_PATTERN.match(name) if isinstance(name, str) else None
-    if match is None:
-        raise ValueError(f"unknown model {name!r}: {hint}")
-    depth, width = int(match.group(1)), int(match.group(2))
-    if depth < 8 or (depth - 2) % 6 != 0:
-        raise ValueError(f"bad depth {depth} in model {name!r}: {hint}")
-    return ModelArch(depth, width)
-
-
-# ---------------------------------------------------------------------------------------------
-# Small validation helpers
-
-
-def _problem(message: str) -> PydanticCustomError:
-    # The message goes through the context so braces in reprs are never taken as placeholders.
-    return PydanticCustomError("spec", "{detail}", {"detail": message})
-
-
-def _fail(title: str, loc: tuple[str | int, ...], message: str, value: Any) -> ValidationError:
-    """A ValidationError at an explicit location (for checks that span several fields)."""
-    return ValidationError.from_exception_data(
-        title, [{"type": _problem(message), "loc": loc, "input": value}]
-    )
-
-
-def _number(value: Any) -> float:
-    # Strings are accepted because YAML 1.1 reads "1e-3" (no dot) as a string.
-    if isinstance(value, bool) or not isinstance(value, (Real, str)):
-        raise _problem(f"must be a number, got {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise _problem(f"must be a number, got {value!r}") from None
-    # -0.0 would print as "-0.0" in cell keys.
-    return number + 0.0
-
-
-def _finite(value: Any, rule: str, ok: typing.Callable[[float], bool]) -> float:
-    number = _number(value)
-    if not math.isfinite(number) or not ok(number):
-        raise _problem(f"must be a finite number {rule}, got {number!r}")
-    return number
-
-
-def _positive(value: Any) -> float:
-    return _finite(value, "> 0", lambda x: x > 0)
-
-
-def _non_negative(value: Any) -> float:
-    return _finite(value, ">= 0", lambda x: x >= 0)
-
-
-PositiveFloat = Annotated[float, BeforeValidator(_positive)]
-NonNegativeFloat = Annotated[float, BeforeValidator(_non_negative)]
-
-
-def _check_unique(title: str, field: tuple[str | int, ...], values: list[Any]) -> None:
-    first_seen: dict[Any, int] = {}
-    for index, value in enumerate(values):
-        if value in first_seen:
-            raise _fail(
-                title,
-                (*field, index),
-                f"duplicate of item [{first_seen[value]}] ({value!r}); list each value once",
-                value,
-            )
-        first_seen[value] = index
-
-
-def _non_empty_list(value: Any, what: str) -> Any:
-    if isinstance(value, list) and not value:
-        raise _problem(f"must list at least one {what}")
-    return value
-
-
-_LR_LIST = TypeAdapter(list[PositiveFloat])
-_DECAY_LIST = TypeAdapter(list[NonNegativeFloat])
+Number = float | int
+AxisValues = list[Number] | dict[str, list[Number]]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _finite(value: Any, rule: str, ok: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise problem(f"must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise problem(f"must be a number, got {value!r}") from None
+    if number != number or number in (float("inf"), float("-inf")) or not ok(number):
+        raise problem(f"must be a finite number {rule}, got {number!r}")
+    return number + 0.0
+
+
+def _check_unique(title: str, loc: tuple[str | int, ...], values: list[Any]) -> None:
+    first_seen: dict[Any, int] = {}
+    for index, value in enumerate(values):
+        if value in first_seen:
+            raise problem_at(title, (*loc, index),
+                             f"duplicate of item [{first_seen[value]}] ({value!r}); list each value once", value)
+        first_seen[value] = index
+
+
+def _axis_list(title: str, loc: tuple[str | int, ...], axis: Axis, values: Any) -> list[Any]:
+    """The values of one axis, each checked and converted (ints stay ints), at least one, none twice."""
+    if not isinstance(values, list):
+        raise problem_at(title, loc, f"must be a list of {axis.label} values, got {values!r}", values)
+    if not values:
+        raise problem_at(title, loc, f"must list at least one {axis.label} value", values)
+    out = []
+    for index, value in enumerate(values):
+        try:
+            out.append(axis.check(value))
+        except ValueError as exc:
+            raise problem_at(title, (*loc, index), str(exc), value) from None
+    _check_unique(title, loc, out)
+    return out
+
+
+def _axis_values(title: str, where: str, axis_name: Any, values: Any) -> list[Any] | dict[str, list[Any]]:
+    """A list for every variant, or a mapping variant (or `default`) -> list."""
+    axis = AXES[axis_name]
+    if isinstance(values, dict):
+        if not values:
+            raise problem_at(title, (axis_name,), "a per-variant mapping needs at least one variant (or `default`)",
+                             values)
+        out: dict[str, list[Any]] = {}
+        for variant, listed in values.items():
+            if variant != DEFAULT_KEY and variant not in VARIANTS:
+                raise problem_at(title, (axis_name, str(variant)), f"unknown variant {variant!r}; expected one of "
+                                 f"{', '.join(VARIANT_NAMES)}, or {DEFAULT_KEY!r} for the variants not named",
+                                 variant)
+            out[variant] = _axis_list(title, (axis_name, variant), axis, listed)
+        return out
+    if isinstance(values, list):
+        return _axis_list(title, (axis_name,), axis, values)
+    raise problem_at(title, (axis_name,), f"must be a list of {axis.label} values or a mapping from variant to a "
+                     f"list, got {values!r}", values)
+
+
+def _known_axis(title: str, name: Any, allowed: Iterable[str], what: str) -> None:
+    allowed = tuple(allowed)
+    if name in allowed:
+        return
+    if name in AXES:
+        raise problem_at(title, (str(name),), f"{name} cannot be {what}; {what} may be: {', '.join(allowed)}", name)
+    raise problem_at(title, (str(name),), f"unknown axis {name!r}; {what} may be: {', '.join(allowed)}", name)
+
+
 # ---------------------------------------------------------------------------------------------
-# Spec models
+# Spec parts
 
 
 class Resources(_Strict):
     """What one trial reserves: CPU cores and a (possibly fractional) share of GPUs."""
 
-    cpu: PositiveFloat = 1.0
-    gpu: NonNegativeFloat = 0.0
+    cpu: float = 1.0
+    gpu: float = 0.0
 
-    @field_validator("gpu")
+    @field_validator("cpu", mode="before")
     @classmethod
-    def _gpu_cap(cls, value: float) -> float:
-        if value > 8:
-            raise _problem(f"must be between 0 and 8 GPUs per trial, got {value!r}")
-        return value
+    def _cpu(cls, value: Any) -> float:
+        return _finite(value, "> 0", lambda x: x > 0)
 
-
-class GridSpec(_Strict):
-    """Explicit grid: every lr x weight_decay value (x seed) is one trial."""
-
-    lr: list[float] | dict[Variant, list[float]] = Field(
-        description="learning rates, one list for all variants or a list per variant"
-    )
-    weight_decay: list[float] = Field(description="weight decay / L2 values; 0 is allowed")
-
-    @field_validator("lr", mode="before")
+    @field_validator("gpu", mode="before")
     @classmethod
-    def _lr(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            out: dict[str, list[float]] = {}
-            for variant, values in value.items():
-                if variant not in VARIANTS:
-                    raise _fail(
-                        "GridSpec",
-                        (str(variant),),
-                        f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}",
-                        variant,
-                    )
-                _non_empty_list(values, "learning rate")
-                try:
-                    out[variant] = _LR_LIST.validate_python(values)
-                except ValidationError as exc:
-                    # Re-raise under the variant key so the path reads grid.lr.sgd[3].
-                    raise _reroot(exc, (variant,)) from None
-                _check_unique("GridSpec", (variant,), out[variant])
-            return out
-        if isinstance(value, list):
-            _non_empty_list(value, "learning rate")
-            values = _LR_LIST.validate_python(value)
-            _check_unique("GridSpec", (), values)
-            return values
-        raise _problem(
-            "must be a list of learning rates or a mapping from variant to a list of learning "
-            f"rates, got {value!r}"
-        )
+    def _gpu(cls, value: Any) -> float:
+        number = _finite(value, ">= 0", lambda x: x >= 0)
+        if number > 8:
+            raise problem(f"must be between 0 and 8 GPUs per trial, got {number!r}")
+        return number
 
-    @field_validator("weight_decay", mode="before")
+
+class GridSpec(RootModel[dict[str, AxisValues]]):
+    """Exactly two swept axes, `{vertical: values, horizontal: values}`; each (point, seed) is one trial."""
+
+    model_config = ConfigDict(frozen=True)
+
+    @model_validator(mode="before")
     @classmethod
-    def _weight_decay(cls, value: Any) -> Any:
-        if not isinstance(value, list):
-            raise _problem(f"must be a list of weight decay values, got {value!r}")
-        _non_empty_list(value, "weight decay value")
-        values = _DECAY_LIST.validate_python(value)
-        _check_unique("GridSpec", (), values)
-        return values
-
-
-class BayesSpec(_Strict):
-    """Bayesian search: `n_trials` per variant sampled log-uniformly inside the two ranges."""
-
-    sampler: Literal["tpe", "gp"] = "tpe"
-    n_trials: _StrictInt = Field(ge=1, le=10000, description="trials per variant")
-    lr: tuple[PositiveFloat, PositiveFloat] = Field(description="[low, high], 0 < low < high")
-    weight_decay: tuple[PositiveFloat, PositiveFloat] = Field(
-        description="[low, high], 0 < low < high (log-uniform, so 0 is not in range)"
-    )
-    pruning: Literal["none", "asha"] = "none"
-
-    @field_validator("lr", "weight_decay")
-    @classmethod
-    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
-        low, high = value
-        if not low < high:
-            raise _problem(f"must be [low, high] with low < high, got [{low!r}, {high!r}]")
-        return value
-
-
-@dataclass(frozen=True, order=True)
-class Cell:
-    """One grid point and seed; `key` identifies it in the Optuna record (repr-exact floats)."""
-
-    lr: float
-    weight_decay: float
-    seed: int
+    def _axes(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise problem("must map exactly two axis names to their values, e.g. {lr: [...], weight_decay: [...]}")
+        for name in value:
+            _known_axis("GridSpec", name, GRID_AXES, "a grid axis")
+        if len(value) != 2:
+            raise problem(f"must sweep exactly two axes (the first is vertical), got {len(value)}: "
+                          f"{', '.join(map(str, value)) or 'none'}; hold the others fixed in `hyperparameters`")
+        return {name: _axis_values("GridSpec", "grid", name, values) for name, values in value.items()}
 
     @property
-    def key(self) -> str:
-        return f"lr={self.lr!r}|wd={self.weight_decay!r}|seed={self.seed}"
+    def axes(self) -> tuple[str, str]:
+        y, x = self.root
+        return y, x
 
+    def values(self, axis: str, variant: str) -> list[Any] | None:
+        """The values of `axis` for `variant` (None when a per-variant mapping leaves it out)."""
+        listed = self.root[axis]
+        if isinstance(listed, dict):
+            found = listed.get(variant, listed.get(DEFAULT_KEY))
+            return None if found is None else list(found)
+        return list(listed)
+
+
+class FacetSpec(RootModel[dict[str, list[Number | str]]]):
+    """One more axis, `{axis: values}`: the sweep draws one set of landscapes per value (schedule, epochs, ...)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    @model_validator(mode="before")
     @classmethod
-    def from_key(cls, key: str) -> Cell:
-        """Inverse of `key`."""
-        try:
-            parts = dict(part.split("=", 1) for part in key.split("|"))
-            return cls(float(parts["lr"]), float(parts["wd"]), int(parts["seed"]))
-        except (KeyError, ValueError):
-            raise ValueError(
-                f"bad cell key {key!r}: expected 'lr=<float>|wd=<float>|seed=<int>'"
-            ) from None
+    def _axis(cls, value: Any) -> Any:
+        if not isinstance(value, dict) or len(value) != 1:
+            raise problem("must map exactly one axis name to its values, e.g. {schedule: [constant, step, cosine]}")
+        (name, values), = value.items()
+        _known_axis("FacetSpec", name, AXIS_NAMES, "a facet")
+        return {name: _axis_list("FacetSpec", (name,), AXES[name], values)}
+
+    @property
+    def axis(self) -> str:
+        return next(iter(self.root))
+
+    @property
+    def facets(self) -> list[Facet]:
+        return [Facet(self.axis, value) for value in self.root[self.axis]]
+
+
+class BayesSpec(BaseModel):
+    """Bayesian search: `n_trials` per variant inside two axes' `[low, high]` ranges (log-uniform on log axes).
+
+    The ranges are keyed by axis name, beside the other fields: ``{n_trials: 40, lr: [1e-4, 1], beta1: [0.5, 0.99]}``.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[str, tuple[Number, Number]] = Field(init=False)  # the two axes' [low, high]
+
+    sampler: Literal["tpe", "gp"] = "tpe"
+    n_trials: _StrictInt = Field(ge=1, le=10000, description="trials per variant (and facet value)")
+    pruning: Literal["none", "asha"] = "none"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        out = dict(value)
+        for name, bounds in value.items():
+            if name in cls.model_fields:
+                continue
+            _known_axis("BayesSpec", name, GRID_AXES, "a searched axis")
+            if AXES[name].kind == "float" and isinstance(bounds, (list, tuple)):
+                # Integers given for a float axis's range stay floats (the range of an int axis stays ints).
+                out[name] = [float(b) if isinstance(b, int) and not isinstance(b, bool) else b for b in bounds]
+        return out
+
+    @model_validator(mode="after")
+    def _ranges(self) -> BayesSpec:
+        ranges = self.__pydantic_extra__ or {}
+        if len(ranges) != 2:
+            raise problem_at("BayesSpec", (), f"give [low, high] ranges for exactly two axes (beside sampler, "
+                             f"n_trials, pruning), got {len(ranges)}: {', '.join(ranges) or 'none'}", None)
+        for name, (low, high) in ranges.items():
+            axis = AXES[name]
+            for index, bound in enumerate((low, high)):
+                try:
+                    axis.check(int(bound) if axis.kind == "int" and float(bound).is_integer() else bound)
+                except ValueError as exc:
+                    raise problem_at("BayesSpec", (name, index), str(exc), bound) from None
+            if axis.log and low <= 0:
+                raise problem_at("BayesSpec", (name, 0), f"must be a finite number > 0 (the search is log-uniform "
+                                 f"on {axis.scale}, so 0 is not in range), got {low!r}", low)
+            if not low < high:
+                raise problem_at("BayesSpec", (name,), f"must be [low, high] with low < high, got [{low!r}, {high!r}]",
+                                 [low, high])
+        return self
+
+    @property
+    def ranges(self) -> dict[str, tuple[Number, Number]]:
+        """Axis name -> (low, high), in the order given (the first is vertical)."""
+        return dict(self.__pydantic_extra__ or {})
+
+    @property
+    def axes(self) -> tuple[str, str]:
+        y, x = self.ranges
+        return y, x
+
+
+# ---------------------------------------------------------------------------------------------
+# The spec
 
 
 class SweepSpec(_Strict):
     """One sweep: a model trained with each optimizer variant over a grid or a Bayesian search."""
 
-    name: str = Field(description="sweep name; study names are '<name>/<variant>'")
-    dataset: Literal["cifar10", "digits", "synthetic"]
-    model: str = Field(description="shake_shake_<depth>_2x<width>d, depth = 6n+2 >= 8")
-    variants: list[Variant]
-    epochs: _StrictInt = Field(ge=1, le=10000)
-    batch_size: _StrictInt = Field(ge=1, le=65536)
-    schedule: Literal["constant", "cosine", "step", "warm_restarts"] = "cosine"
+    name: str = Field(description="sweep name; study names are '<name>/<variant>[/<facet axis>=<value>]'")
+    dataset: DatasetName
+    model: str = Field(description="shake_shake_<depth>_2x<width>d[_bnhead], one the model registry builds")
+    variants: list[VariantName]
+    epochs: _StrictInt = Field(ge=1, le=10000, description="training epochs (unless `epochs` is swept)")
+    batch_size: _StrictInt = Field(ge=1, le=65536, description="images per step (unless swept)")
+    schedule: ScheduleName = "cosine"
     normalized_decay: bool = Field(
         default=False, description="weight_decay values are lambda_norm, converted by the trainer"
     )
-    label_noise: NonNegativeFloat = Field(default=0.0, description="fraction of train labels randomized")
-    metric: Literal["test_error", "test_loss"] = Field(
-        default="test_error", description="the study objective (minimized)"
-    )
+    label_noise: float = Field(default=0.0, description="fraction of train labels randomized (unless swept)")
+    metric: MetricName = Field(default="test_error", description="the study objective (minimized)")
     seeds: list[Annotated[_StrictInt, Field(ge=0, le=_MAX_SEED)]] = Field(default_factory=lambda: [0])
     resources: Resources = Field(default_factory=Resources)
     max_concurrent_trials: _StrictInt = Field(default=2, ge=1, le=1024)
+    hyperparameters: dict[str, Number | dict[str, Number]] = Field(
+        default_factory=dict,
+        description="optimizer values held fixed (lr, weight_decay, momentum, beta1, beta2, eps, rho), one for "
+        "all variants or a mapping variant -> value; the others take the family's defaults",
+    )
     grid: GridSpec | None = None
+    facet: FacetSpec | None = None
     bayes: BayesSpec | None = None
 
     # -- field checks --------------------------------------------------------------------------
@@ -331,11 +314,11 @@ class SweepSpec(_Strict):
     @classmethod
     def _name(cls, value: Any) -> Any:
         if not isinstance(value, str):
-            raise _problem(f"must be a string, got {value!r}")
+            raise problem(f"must be a string, got {value!r}")
         if not 1 <= len(value) <= 200:
-            raise _problem(f"must be 1 to 200 characters long, got {len(value)}")
-        if not NAME_PATTERN.match(value):
-            raise _problem(
+            raise problem(f"must be 1 to 200 characters long, got {len(value)}")
+        if not NAME_PATTERN.fullmatch(value):
+            raise problem(
                 f"{value!r} is not allowed: start with a letter or digit and use only letters, "
                 "digits, '.', '_' and '-' (no '/': study names are '<sweep name>/<variant>')"
             )
@@ -347,92 +330,138 @@ class SweepSpec(_Strict):
         try:
             validate_model_name(value)
         except ValueError as exc:
-            raise _problem(str(exc)) from None
+            raise problem(str(exc)) from None
         return value
 
     @field_validator("variants", mode="before")
     @classmethod
     def _variants(cls, value: Any) -> Any:
-        return _non_empty_list(value, f"variant ({', '.join(VARIANTS)})")
+        if isinstance(value, list) and not value:
+            raise problem(f"must list at least one variant ({', '.join(VARIANT_NAMES)})")
+        return value
 
-    @field_validator("variants")
+    @field_validator("variants", "seeds")
     @classmethod
-    def _variants_unique(cls, value: list[str]) -> list[str]:
+    def _unique(cls, value: list[Any]) -> list[Any]:
         _check_unique("SweepSpec", (), value)
         return value
 
     @field_validator("seeds", mode="before")
     @classmethod
     def _seeds(cls, value: Any) -> Any:
-        return _non_empty_list(value, "seed")
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds_unique(cls, value: list[int]) -> list[int]:
-        _check_unique("SweepSpec", (), value)
+        if isinstance(value, list) and not value:
+            raise problem("must list at least one seed")
         return value
 
-    @field_validator("label_noise")
+    @field_validator("label_noise", mode="before")
     @classmethod
-    def _label_noise(cls, value: float) -> float:
-        if value >= 1:
-            raise _problem(f"must be in [0, 1) (a fraction of labels), got {value!r}")
-        return value
+    def _label_noise(cls, value: Any) -> float:
+        return _finite(value, "in [0, 1) (a fraction of labels)", lambda x: 0 <= x < 1)
+
+    @field_validator("hyperparameters", mode="before")
+    @classmethod
+    def _hyperparameters(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise problem(f"must map optimizer axes to fixed values, e.g. {{lr: 0.001}}, got {value!r}")
+        out: dict[str, Any] = {}
+        for name, fixed in value.items():
+            if name in AXES and AXES[name].spec_field is not None:
+                raise problem_at("SweepSpec", (str(name),), f"{name} is a top-level field of the spec: write "
+                                 f"`{AXES[name].spec_field}: ...` beside `hyperparameters`, or sweep it", name)
+            _known_axis("SweepSpec", name, OPTIMIZER_AXES, "a fixed hyperparameter")
+            axis = AXES[name]
+            if isinstance(fixed, dict):
+                out[name] = {}
+                for variant, one in fixed.items():
+                    if variant != DEFAULT_KEY and variant not in VARIANTS:
+                        raise problem_at("SweepSpec", (name, str(variant)), f"unknown variant {variant!r}; expected "
+                                         f"one of {', '.join(VARIANT_NAMES)}, or {DEFAULT_KEY!r}", variant)
+                    out[name][variant] = _checked(axis, one, (name, variant))
+            else:
+                out[name] = _checked(axis, fixed, (name,))
+        return out
 
     # -- cross-field checks --------------------------------------------------------------------
 
     @model_validator(mode="after")
-    def _mode_and_size(self) -> SweepSpec:
+    def _consistent(self) -> SweepSpec:
         title = type(self).__name__
         if (self.grid is None) == (self.bayes is None):
             got = "both" if self.grid is not None else "neither"
-            raise _fail(
-                title,
-                ("grid",),
-                "give exactly one of `grid` (explicit lr and weight_decay lists) or `bayes` "
-                f"(a Bayesian search), got {got}",
-                None,
-            )
-        if self.grid is not None and isinstance(self.grid.lr, dict):
-            missing = [v for v in self.variants if v not in self.grid.lr]
-            if missing:
-                raise _fail(
-                    title,
-                    ("grid", "lr"),
-                    f"no learning rates for variant(s) {', '.join(missing)}: give a list for every "
-                    "variant in `variants`, or one list shared by all",
-                    sorted(self.grid.lr),
-                )
-        total = self.total_trials()
-        if total > MAX_TOTAL_TRIALS:
-            if self.grid is not None:
-                loc: tuple[str, ...] = ("grid",)
-                sizes = ", ".join(f"{v}: {len(self.lr_values(v))}" for v in self.variants)
-                detail = (
-                    f"{len(self.variants)} variant(s) x lr values ({sizes}) x "
-                    f"{len(self.grid.weight_decay)} weight decay values x {len(self.seeds)} seed(s)"
-                )
-            else:
-                assert self.bayes is not None
-                loc = ("bayes", "n_trials")
-                detail = f"{len(self.variants)} variant(s) x {self.bayes.n_trials} trials"
-            fix = "fewer values, variants or seeds" if self.grid is not None else (
-                "fewer trials or variants"
-            )
-            raise _fail(
-                title,
-                loc,
-                f"{total} trials requested ({detail}), more than the cap MAX_TOTAL_TRIALS = "
-                f"{MAX_TOTAL_TRIALS}: use {fix}, or split the sweep",
-                total,
-            )
+            raise problem_at(title, ("grid",), "give exactly one of `grid` (two axes and their values) or `bayes` "
+                             f"(a Bayesian search over two axes' ranges), got {got}", None)
+        where = "grid" if self.grid is not None else "bayes"
+        swept = self.swept_axes
+        for variant in self.variants:
+            self._check_variant_axes(title, where, variant)
+        for name in self.hyperparameters:
+            if name in swept:
+                raise problem_at(title, ("hyperparameters", name), f"{name} is swept in `{where}`; remove it from "
+                                 "`hyperparameters` (a value cannot be fixed and swept)", name)
+        if "lr" not in swept and "lr" not in self.hyperparameters:
+            raise problem_at(title, ("hyperparameters", "lr"), "required field is missing: give a fixed learning "
+                             "rate (e.g. hyperparameters: {lr: 0.001}), or sweep lr", None)
+        if self.facet is not None and self.facet.axis in (*swept, *self.hyperparameters):
+            raise problem_at(title, ("facet", self.facet.axis), f"{self.facet.axis} is already swept or fixed; a "
+                             "facet must be a third axis", self.facet.axis)
+        if self.bayes is not None and self.bayes.pruning == "asha" and "epochs" in swept:
+            raise problem_at(title, ("bayes", "pruning"), "ASHA stops trials at fractions of the epoch budget, so "
+                             "it cannot search over epochs; use pruning: none, or fix epochs", "asha")
+        self._check_size(title)
         return self
+
+    def _check_variant_axes(self, title: str, where: str, variant_name: str) -> None:
+        variant = VARIANTS[variant_name]
+
+        def refuse(loc: tuple[str, ...], axis: str, how: str) -> None:
+            reads = ", ".join(variant.hyperparameters) or "none"
+            raise problem_at(title, loc, f"{axis} does not apply to variant {variant_name} ({variant.family.title} "
+                             f"family, whose own hyperparameters are: {reads}); {how}", axis)
+
+        for axis in self.swept_axes:
+            if not axis_applies(AXES[axis], variant):
+                refuse((where, axis), axis, f"drop {variant_name} from `variants` or sweep an axis it reads")
+            if self.grid is not None and self.grid.values(axis, variant_name) is None:
+                raise problem_at(title, ("grid", axis), f"no {axis} values for variant {variant_name}: give a list "
+                                 f"for every variant in `variants`, a `{DEFAULT_KEY}` list, or one list shared by "
+                                 "all", sorted(self.grid.root[axis]))
+        for axis, fixed in self.hyperparameters.items():
+            named = isinstance(fixed, dict) and variant_name in fixed
+            if (not isinstance(fixed, dict) or named) and not axis_applies(AXES[axis], variant):
+                refuse(("hyperparameters", axis), axis, f"fix it per variant (e.g. {axis}: {{{_reader(axis)}: ...}}) "
+                       f"or drop {variant_name} from `variants`")
+        if self.facet is not None and not axis_applies(AXES[self.facet.axis], variant):
+            refuse(("facet", self.facet.axis), self.facet.axis, f"drop {variant_name} from `variants`")
+
+    def _check_size(self, title: str) -> None:
+        total = self.total_trials()
+        if total <= MAX_TOTAL_TRIALS:
+            return
+        facets = f" x {len(self.facets())} facet values" if self.facet is not None else ""
+        if self.grid is not None:
+            sizes = "; ".join(f"{v}: {' x '.join(str(len(self.axis_values(a, v))) for a in self.swept_axes)}"
+                              for v in self.variants)
+            loc: tuple[str, ...] = ("grid",)
+            detail = f"{len(self.variants)} variant(s) with cells ({sizes}) x {len(self.seeds)} seed(s){facets}"
+            fix = "fewer values, variants or seeds"
+        else:
+            assert self.bayes is not None
+            loc = ("bayes", "n_trials")
+            detail = f"{len(self.variants)} variant(s) x {self.bayes.n_trials} trials{facets}"
+            fix = "fewer trials or variants"
+        raise problem_at(title, loc, f"{total} trials requested ({detail}), more than the cap MAX_TOTAL_TRIALS = "
+                         f"{MAX_TOTAL_TRIALS}: use {fix}, or split the sweep", total)
 
     # -- derived values ------------------------------------------------------------------------
 
     @property
     def mode(self) -> Literal["grid", "bayes"]:
         return "grid" if self.grid is not None else "bayes"
+
+    @property
+    def swept_axes(self) -> tuple[str, str]:
+        """The (vertical, horizontal) axis names: the grid's, or the Bayesian search's."""
+        return self.grid.axes if self.grid is not None else self.bayes.axes  # type: ignore[union-attr]
 
     def replace(self, **changes: Any) -> SweepSpec:
         """A copy with top-level fields replaced, validated again (model_copy would not check)."""
@@ -443,223 +472,113 @@ class SweepSpec(_Strict):
         data.update(changes)
         return type(self).model_validate(data)
 
-    def study_name(self, variant: str) -> str:
-        self._check_variant(variant)
-        return study_name(self.name, variant)
+    def facets(self) -> list[Facet | None]:
+        """Each facet value, or [None] for a sweep without a facet."""
+        return list(self.facet.facets) if self.facet is not None else [None]
 
-    def total_trials(self) -> int:
-        """Trials this sweep launches over all variants (and seeds, for grids)."""
-        if self.grid is not None:
-            per_lr = len(self.grid.weight_decay) * len(self.seeds)
-            return sum(len(self.lr_values(v)) * per_lr for v in self.variants)
-        assert self.bayes is not None
-        return len(self.variants) * self.bayes.n_trials
+    def studies(self) -> list[tuple[str, Facet | None]]:
+        """(variant, facet) of every study, variant-major."""
+        return [(variant, facet) for variant in self.variants for facet in self.facets()]
 
-    def lr_values(self, variant: str) -> list[float]:
-        """The grid's learning rates for one variant."""
+    def study_name(self, variant: str, facet: Facet | None = None) -> str:
         self._check_variant(variant)
-        grid = self._require_grid("lr_values")
-        return list(grid.lr[variant] if isinstance(grid.lr, dict) else grid.lr)  # type: ignore[index]
+        return study_name(self.name, variant, facet)
+
+    def axis_values(self, axis: str, variant: str) -> list[Any]:
+        """The grid's values of `axis` for one variant."""
+        self._check_variant(variant)
+        if self.grid is None:
+            raise ValueError(f"axis_values() needs a grid sweep; sweep {self.name!r} uses `bayes`")
+        values = self.grid.values(axis, variant)
+        if values is None:
+            raise ValueError(f"axis {axis!r} is not swept by the grid of sweep {self.name!r}")
+        return values
 
     def cells(self, variant: str) -> list[Cell]:
-        """Every (lr, weight_decay, seed) of the grid for one variant, lr-major."""
-        grid = self._require_grid("cells")
+        """Every (vertical, horizontal, seed) of the grid for one variant, vertical-major."""
+        y, x = self.swept_axes
         return [
-            Cell(lr, wd, seed)
-            for lr in self.lr_values(variant)
-            for wd in grid.weight_decay
+            Cell(vy, vx, seed, (y, x))
+            for vy in self.axis_values(y, variant)
+            for vx in self.axis_values(x, variant)
             for seed in self.seeds
         ]
 
-    def _require_grid(self, what: str) -> GridSpec:
+    def study_trials(self, variant: str) -> int:
+        """Trials one study of `variant` (one facet value) plans: its cells x seeds, or the Bayesian n_trials."""
+        self._check_variant(variant)
         if self.grid is None:
-            raise ValueError(f"{what}() needs a grid sweep; sweep {self.name!r} uses `bayes`")
-        return self.grid
+            return self.bayes.n_trials  # type: ignore[union-attr]
+        y, x = self.swept_axes
+        return len(self.grid.values(y, variant) or ()) * len(self.grid.values(x, variant) or ()) * len(self.seeds)
+
+    def total_trials(self) -> int:
+        """Trials this sweep launches over all variants and facet values (and seeds, for grids)."""
+        per_facet = len(self.facets())
+        if self.grid is not None:
+            y, x = self.swept_axes
+            return per_facet * len(self.seeds) * sum(
+                len(self.grid.values(y, v) or ()) * len(self.grid.values(x, v) or ()) for v in self.variants
+            )
+        assert self.bayes is not None
+        return per_facet * len(self.variants) * self.bayes.n_trials
+
+    def max_epochs(self) -> int:
+        """The longest epoch budget of any trial (the spec's, or the largest swept or facet value)."""
+        if self.facet is not None and self.facet.axis == "epochs":
+            return max(int(v) for v in self.facet.root["epochs"])
+        if self.grid is not None and "epochs" in self.swept_axes:
+            return max(max(self.axis_values("epochs", v)) for v in self.variants)
+        return self.epochs
+
+    def fixed_value(self, axis: str, variant: str) -> Any:
+        """The value `variant` trains with on an axis this spec does not sweep."""
+        spec_axis = get_axis(axis)
+        if spec_axis.spec_field is not None:
+            return getattr(self, spec_axis.spec_field)
+        fixed = self.hyperparameters.get(axis)
+        if isinstance(fixed, dict):
+            fixed = fixed.get(variant, fixed.get(DEFAULT_KEY))
+        if fixed is not None:
+            return fixed
+        return family_default(spec_axis, get_variant(variant))
+
+    def trial_values(self, variant: str, params: dict[str, Any], facet: Facet | None = None) -> dict[str, Any]:
+        """Every axis value one trial trains with: its swept `params`, the facet's value, the fixed rest.
+
+        Only the axes `variant` reads appear (momentum for SGD, betas and eps for Adam, ...), so the result
+        describes the trial completely and can go to the trainer as it is.
+        """
+        variant_def = get_variant(variant)
+        out: dict[str, Any] = {}
+        for name, axis in AXES.items():
+            if not axis_applies(axis, variant_def):
+                continue
+            if name in params:
+                out[name] = params[name]
+            elif facet is not None and facet.axis == name:
+                out[name] = facet.value
+            else:
+                out[name] = self.fixed_value(name, variant)
+        return out
 
     def _check_variant(self, variant: str) -> None:
         if variant not in self.variants:
             raise ValueError(
-                f"variant {variant!r} is not in sweep {self.name!r} (variants: "
-                f"{', '.join(self.variants)})"
+                f"variant {variant!r} is not in sweep {self.name!r} (variants: {', '.join(self.variants)})"
             )
 
 
-def _reroot(exc: ValidationError, prefix: tuple[str | int, ...]) -> ValidationError:
-    errors = [
-        {
-            "type": _problem(_clean_message(err)),
-            "loc": (*prefix, *err["loc"]),
-            "input": err.get("input"),
-        }
-        for err in exc.errors()
-    ]
-    return ValidationError.from_exception_data(exc.title, errors)  # type: ignore[arg-type]
-
-
-# ---------------------------------------------------------------------------------------------
-# Error formatting
-
-
-def _format_loc(loc: tuple[str | int, ...] | list[str | int]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part == "[key]":
-            out += " (key)"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The spec model that the field at `loc` lives in (to list allowed names for a typo)."""
-    model: type[BaseModel] = SweepSpec
-    for part in loc[:-1]:
-        if not isinstance(part, str) or part not in model.model_fields:
-            return None
-        inner = _find_model(model.model_fields[part].annotation)
-        if inner is None:
-            return None
-        model = inner
-    return model
-
-
-def _find_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _find_model(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _clean_message(err: Any) -> str:
-    message = str(err["msg"])
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if message.startswith(prefix):
-            message = message[len(prefix) :]
-    kind = err.get("type")
-    if kind == "extra_forbidden":
-        model = _model_at(tuple(err["loc"]))
-        allowed = f"; allowed: {', '.join(model.model_fields)}" if model else ""
-        return f"unknown field{allowed}"
-    if kind == "missing":
-        return "required field is missing"
-    if kind in ("literal_error", "enum"):
-        return f"{message}, got {err.get('input')!r}"
-    return message
-
-
-def format_validation_error(exc: ValidationError | SpecError) -> str:
-    """One line per problem, ``field.path: message``, for CLIs and HTTP 4xx bodies."""
-    if isinstance(exc, SpecError):
-        return "\n".join(exc.problems)
-    lines = []
-    for err in exc.errors():
-        path = _format_loc(err["loc"])
-        message = _clean_message(err)
-        lines.append(f"{path}: {message}" if path else message)
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------
-# Files
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys (YAML would silently keep the last one)."""
-
-
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
-)
-
-
-def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def _parse_file(path: Path) -> Any:
-    suffix = path.suffix.lower()
-    if suffix not in (".yaml", ".yml", ".json"):
-        raise SpecError(
-            f"{path}: unsupported spec file type {path.suffix or '(none)'!r}; "
-            "use .yaml, .yml or .json"
-        )
+def _checked(axis: Axis, value: Any, loc: tuple[str, ...]) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{path}: spec file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read spec file: {exc}") from exc
-    if suffix == ".json":
-        try:
-            return json.loads(text, object_pairs_hook=_json_pairs)
-        except json.JSONDecodeError as exc:
-            raise SpecError(
-                f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"
-            ) from exc
-        except ValueError as exc:
-            raise SpecError(f"{path}: invalid JSON: {exc}") from exc
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"{path}{where}: invalid YAML: {problem}") from exc
+        return axis.check(value)
+    except ValueError as exc:
+        raise problem_at("SweepSpec", loc, str(exc), value) from None
 
 
-def load_spec(path: str | Path) -> SweepSpec:
-    """Read and validate a sweep spec from a .yaml/.yml or .json file.
-
-    Raises SpecError for unreadable files, syntax errors (with line:column) and invalid specs
-    (`problems` holds one ``field.path: message`` line per problem).
-    """
-    path = Path(path)
-    data = _parse_file(path)
-    if not isinstance(data, dict):
-        raise SpecError(
-            f"{path}: expected a mapping of spec fields at the top level, got "
-            f"{type(data).__name__}"
-        )
-    try:
-        return SweepSpec.model_validate(data)
-    except ValidationError as exc:
-        problems = format_validation_error(exc).splitlines()
-        message = f"{path}: invalid sweep spec:\n" + "\n".join(f"  {p}" for p in problems)
-        raise SpecError(message, problems) from exc
+def _reader(axis: str) -> str:
+    """A variant that reads `axis`, for an example in a message."""
+    return next(name for name, v in VARIANTS.items() if axis_applies(AXES[axis], v))
 
 
-def dump_spec(spec: SweepSpec, path: str | Path) -> Path:
-    """Write a spec as YAML or JSON (by suffix) so that `load_spec` reads it back unchanged."""
-    path = Path(path)
-    data = spec.model_dump(mode="json", exclude_none=True)
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    elif suffix in (".yaml", ".yml"):
-        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    else:
-        raise SpecError(f"{path}: unsupported spec file type; use .yaml, .yml or .json")
-    return path
+_ = ValidationError  # re-exported by callers that catch it next to SpecError

@@ -1,4 +1,8 @@
-"""What the Optuna record says about a sweep: counts by state, best cells, trial rows, CSV export."""
+"""What the Optuna record says about a sweep, as the API shows it: summaries, trial rows, CSV export.
+
+Counts and best cells come from the record layer's one reader (`hpscape.landscapes.sweep_summary`, aggregate
+queries on a database); trial rows from Optuna's public API.
+"""
 
 from __future__ import annotations
 
@@ -10,110 +14,41 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from optuna.storages import BaseStorage, RDBStorage
-from optuna.storages._rdb import models as _rdb
-from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import and_, exists, func, select
-from sqlalchemy.orm import Session
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
 
-from hpscape.landscapes import study_name
-from hpscape.landscapes.record import PARAM_LR, PARAM_WEIGHT_DECAY, Attr, summarize_trials
+from hpscape.landscapes import SweepSpec, study_key, study_name, sweep_summary
+from hpscape.landscapes.record import Attr
 
-__all__ = ["TRIAL_COLUMNS", "load_trials", "summarize", "trial_row", "trials_csv", "variant_summaries"]
+__all__ = ["TRIAL_COLUMNS", "load_trials", "summarize", "trial_columns", "trial_row", "trials_csv"]
 
+# The columns of every trial row; the swept axes' columns (named after them) come after "state".
 TRIAL_COLUMNS = (
-    "variant", "number", "state", "lr", "weight_decay", "seed", "value", "epochs_done", "epochs_budget",
-    "diverged", "stopped_early", "test_error", "test_loss", "train_error", "train_loss", "images_per_s", "wall_s",
-    "started_at", "completed_at", "error",
+    "variant", "facet", "number", "state", "seed", "value", "epochs_done", "epochs_budget", "diverged",
+    "stopped_early", "test_error", "test_loss", "train_error", "train_loss", "images_per_s", "wall_s", "started_at",
+    "completed_at", "error", "hyperparameters", "history",
 )
 
 
-def load_trials(storage: BaseStorage, record_name: str, variants: Iterable[str]) -> dict[str, list[FrozenTrial]]:
-    """Every trial of each variant's study (an empty list for a study not created yet), variants in spec order."""
+def load_trials(storage: BaseStorage, record_name: str, spec: SweepSpec) -> dict[str, list[FrozenTrial]]:
+    """Every trial of each study (an empty list for a study not created yet), keyed by study key, spec order."""
     out: dict[str, list[FrozenTrial]] = {}
-    for variant in variants:
+    for variant, facet in spec.studies():
+        key = study_key(variant, facet)
         try:
-            study_id = storage.get_study_id_from_name(study_name(record_name, variant))
+            study_id = storage.get_study_id_from_name(study_name(record_name, variant, facet))
         except KeyError:
-            out[variant] = []
+            out[key] = []
             continue
-        out[variant] = storage.get_all_trials(study_id, deepcopy=False)
+        out[key] = storage.get_all_trials(study_id, deepcopy=False)
     return out
 
 
-def variant_summaries(trials_by_variant: dict[str, list[FrozenTrial]], record_name: str) -> dict[str, dict[str, Any]]:
-    """The same shape as `hpscape.landscapes.record.sweep_summary`, from trials already loaded (known variants only)."""
-    return {
-        variant: summarize_trials(study_name(record_name, variant), trials)
-        for variant, trials in trials_by_variant.items()
-    }
-
-
-def summarize(storage: BaseStorage, record_name: str, variants: list[str]) -> dict[str, dict[str, Any]]:
-    """`variant_summaries` of a sweep's record, computed in the database where it is an RDBStorage.
-
-    Loading every trial through Optuna reads every epoch of every trial (a 484-trial, 100-epoch sweep takes
-    seconds); counts and the best cell are a few indexed queries. The result is identical (a test checks it
-    against `hpscape.landscapes.record.sweep_summary`).
-    """
-    if not isinstance(storage, RDBStorage):
-        return variant_summaries(load_trials(storage, record_name, variants), record_name)
-    names = {study_name(record_name, v): v for v in variants}
-    empty = {state.name: 0 for state in TrialState}
-    summary: dict[str, dict[str, Any]] = {
-        v: {"study": n, "n_trials": 0, "counts": dict(empty), "diverged": 0, "best": None} for n, v in names.items()
-    }
-    trial, value, attr = _rdb.TrialModel, _rdb.TrialValueModel, _rdb.TrialUserAttributeModel
-    with Session(storage.engine) as session:
-        studies = dict(session.execute(select(_rdb.StudyModel.study_id, _rdb.StudyModel.study_name)
-                                       .where(_rdb.StudyModel.study_name.in_(names))).tuples().all())
-        if not studies:
-            return summary
-        variant_of = {study_id: names[name] for study_id, name in studies.items()}
-        for study_id, state, n in session.execute(
-            select(trial.study_id, trial.state, func.count()).where(trial.study_id.in_(studies))
-            .group_by(trial.study_id, trial.state)
-        ).tuples():
-            info = summary[variant_of[study_id]]
-            info["counts"][state.name] = n
-            info["n_trials"] += n
-        diverged = exists().where(attr.trial_id == trial.trial_id, attr.key == Attr.DIVERGED,
-                                  attr.value_json == "true")
-        for study_id, n in session.execute(
-            select(trial.study_id, func.count()).where(trial.study_id.in_(studies),
-                                                       trial.state == TrialState.COMPLETE, diverged)
-            .group_by(trial.study_id)
-        ).tuples():
-            summary[variant_of[study_id]]["diverged"] = n
-        ranked = (
-            select(trial.study_id, trial.trial_id, trial.number, value.value,
-                   func.row_number().over(partition_by=trial.study_id,
-                                          order_by=(value.value, trial.number)).label("rank"))
-            .join(value, and_(value.trial_id == trial.trial_id, value.objective == 0))
-            .where(trial.study_id.in_(studies), trial.state == TrialState.COMPLETE, value.value.is_not(None),
-                   ~diverged)
-            .subquery()
-        )
-        best = session.execute(select(ranked.c.study_id, ranked.c.trial_id, ranked.c.number, ranked.c.value)
-                               .where(ranked.c.rank == 1)).tuples().all()
-        ids = [trial_id for _, trial_id, _, _ in best]
-        params: dict[int, dict[str, float]] = {}
-        param = _rdb.TrialParamModel
-        for trial_id, name, raw in session.execute(
-            select(param.trial_id, param.param_name, param.param_value)
-            .where(param.trial_id.in_(ids), param.param_name.in_((PARAM_LR, PARAM_WEIGHT_DECAY)))
-        ).tuples():
-            params.setdefault(trial_id, {})[name] = raw  # a float distribution stores the value itself
-        seeds = dict(session.execute(select(attr.trial_id, attr.value_json)
-                                     .where(attr.trial_id.in_(ids), attr.key == Attr.SEED)).tuples().all())
-    for study_id, trial_id, number, best_value in best:
-        summary[variant_of[study_id]]["best"] = {
-            "number": number,
-            "value": best_value,
-            "lr": params.get(trial_id, {}).get(PARAM_LR),
-            "weight_decay": params.get(trial_id, {}).get(PARAM_WEIGHT_DECAY),
-            "seed": json.loads(seeds[trial_id]) if trial_id in seeds else None,
-        }
+def summarize(storage: BaseStorage, record_name: str, spec: SweepSpec) -> dict[str, dict[str, Any]]:
+    """Per study key: counts by state, diverged count, the best cell, and how many trials the spec plans."""
+    summary = sweep_summary(storage, record_name, spec.studies())
+    for variant, facet in spec.studies():
+        summary[study_key(variant, facet)]["total"] = spec.study_trials(variant)
     return summary
 
 
@@ -135,18 +70,21 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
-def trial_row(variant: str, trial: FrozenTrial) -> dict[str, Any]:
-    """One trial as a flat, JSON-ready record (the columns of the CSV export)."""
+def trial_row(key: str, trial: FrozenTrial) -> dict[str, Any]:
+    """One trial as a flat, JSON-ready record: TRIAL_COLUMNS plus "params" (the swept axes' values)."""
     attrs = trial.user_attrs
     epochs_done = attrs.get(Attr.EPOCHS_DONE)
     epochs_budget = attrs.get(Attr.EPOCHS_BUDGET)
     seed = attrs.get(Attr.SEED)
+    variant, _, facet = key.partition("/")
+    history = attrs.get(Attr.HISTORY)
+    values = attrs.get(Attr.HYPERPARAMETERS)
     return {
         "variant": variant,
+        "facet": facet or None,
         "number": trial.number,
         "state": trial.state.name,
-        "lr": _finite(trial.params.get(PARAM_LR)),
-        "weight_decay": _finite(trial.params.get(PARAM_WEIGHT_DECAY)),
+        "params": {name: value for name, value in trial.params.items()},
         "seed": seed if isinstance(seed, int) else None,
         "value": _finite(trial.value) if trial.values is not None and len(trial.values) == 1 else None,
         "epochs_done": epochs_done if isinstance(epochs_done, int) else None,
@@ -162,24 +100,43 @@ def trial_row(variant: str, trial: FrozenTrial) -> dict[str, Any]:
         "started_at": _utc(trial.datetime_start),
         "completed_at": _utc(trial.datetime_complete),
         "error": attrs.get(Attr.ERROR) if isinstance(attrs.get(Attr.ERROR), str) else None,
+        "hyperparameters": values if isinstance(values, dict) else None,
+        "history": history if isinstance(history, list) else None,
     }
 
 
-def trials_csv(rows: Iterable[dict[str, Any]], *, extra: dict[str, str] | None = None) -> str:
-    """CSV text with a header line; `extra` columns (e.g. the sweep id) are prepended to every row."""
+def trial_columns(axes: Iterable[str]) -> list[str]:
+    """The CSV header: TRIAL_COLUMNS with the swept axes' columns after "state"."""
+    base = list(TRIAL_COLUMNS)
+    at = base.index("state") + 1
+    return [*base[:at], *axes, *base[at:]]
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float):
+        return repr(value)  # round-trips exactly
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value  # a spreadsheet would run it as a formula (CSV injection)
+    return value
+
+
+def trials_csv(rows: Iterable[dict[str, Any]], axes: Iterable[str], *, extra: dict[str, str] | None = None) -> str:
+    """CSV text with a header line; the history and hyperparameters are compact JSON in their columns.
+
+    `extra` columns (e.g. the sweep id) are prepended to every row.
+    """
     extra = extra or {}
+    axes = list(axes)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([*extra, *TRIAL_COLUMNS])
+    writer.writerow([*extra, *trial_columns(axes)])
     for row in rows:
-        cells = []
-        for column in TRIAL_COLUMNS:
-            value = row[column]
-            if isinstance(value, datetime):
-                value = value.isoformat()
-            elif isinstance(value, float):
-                value = repr(value)  # round-trips exactly
-            cells.append("" if value is None else value)
-        writer.writerow([*extra.values(), *cells])
+        values = {**row, **{axis: row["params"].get(axis) for axis in axes}}
+        writer.writerow([*extra.values(), *(_cell(values[column]) for column in trial_columns(axes))])
     return buffer.getvalue()
-

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hpscape.landscapes import DEFAULT_BASIN_TOLERANCE, Landscape, coupling_metrics
+from hpscape.landscapes import DEFAULT_BASIN_TOLERANCE, Landscape, LandscapeAxis, coupling_metrics
 
 LR = 2.0 ** np.arange(-10, 1)  # 11 rows, 2^-10 .. 2^0 (Figure 2's SGD axis)
 # A "0" column + 11 log columns, wide enough that every row's valley bottom is on the grid.
@@ -28,8 +28,8 @@ def make_landscape(
     state = np.where(diverged, "diverged", np.where(n > 0, "done", "empty")).astype(object)
     zeros = np.zeros(mean.shape, int)
     return Landscape(
-        sweep="t", variant="sgd", metric="test_error", epoch=None, kind="grid", spec_metric="test_error",
-        epochs=None, lr=np.asarray(lr, float), weight_decay=np.asarray(wd, float), mean=mean,
+        sweep="t", variant="sgd", facet=None, metric="test_error", epoch=None, kind="grid", spec_metric="test_error",
+        epochs=None, y=LandscapeAxis.of("lr", lr, "sgd"), x=LandscapeAxis.of("weight_decay", wd, "sgd"), mean=mean,
         std=np.full(mean.shape, np.nan), n=n, count=n + diverged, n_diverged=diverged.astype(int), state=state,
         state_counts={"done": n, "diverged": diverged.astype(int), "stopped": zeros, "running": zeros,
                       "queued": zeros, "failed": zeros},
@@ -53,7 +53,7 @@ def test_pure_diagonal_valley_has_slope_minus_one_and_low_separability() -> None
     assert metrics.ridge_slope == pytest.approx(-1.0, abs=1e-9)
     assert metrics.ridge_rows >= 8
     assert metrics.separability is not None and metrics.separability < 0.5
-    assert metrics.best is not None and metrics.best["lr"] * metrics.best["weight_decay"] == pytest.approx(2.0**-16)
+    assert metrics.best is not None and metrics.best["params"]["lr"] * metrics.best["params"]["weight_decay"] == pytest.approx(2.0**-16)
     # The basin is the diagonal: one cell per row where the valley crosses the grid exactly.
     on_diagonal = int(np.sum(np.isclose(x + y, -16.0)))
     assert metrics.basin_cells == on_diagonal
@@ -65,7 +65,7 @@ def test_separable_bowl_has_slope_zero_and_separability_one() -> None:
     metrics = coupling_metrics(make_landscape(bowl))
     assert metrics.ridge_slope == pytest.approx(0.0, abs=1e-12)
     assert metrics.separability == pytest.approx(1.0, abs=1e-9)
-    assert metrics.best == {"lr": 2.0**-4, "weight_decay": 2.0**-11, "value": pytest.approx(0.04)}
+    assert metrics.best == {"params": {"lr": 2.0**-4, "weight_decay": 2.0**-11}, "value": pytest.approx(0.04)}
     assert metrics.basin_cells == int(np.sum(bowl <= 0.04 * (1 + DEFAULT_BASIN_TOLERANCE)))
 
 
@@ -102,7 +102,7 @@ def test_rows_whose_best_decay_is_zero_are_left_out_of_the_slope() -> None:
     assert metrics.ridge_slope == pytest.approx(-1.0, abs=1e-9)
     assert all(wd > 0 for _, wd in metrics.ridge_points)
     assert len(metrics.ridge_points) == LR.size - 3
-    assert any("best decay is 0" in note for note in metrics.notes)
+    assert any("best weight_decay is 0" in note for note in metrics.notes)
 
 
 def test_undefined_metrics_are_none_with_a_reason() -> None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +26,7 @@ from sqlalchemy import func, insert, select
 from hpscape.landscapes import (
     DIVERGED_VALUE,
     SPEC_ATTR,
+    VARIANTS,
     Attr,
     Cell,
     LandscapeError,
@@ -48,19 +51,17 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 # ---------------------------------------------------------------------------------------------
 # Synthetic sweeps (shared with tests/test_dashboard*.py and bench/landscape_build.py)
 
-COUPLED = ("sgd", "adam", "adamw-torch")
-
-
 def synthetic_error(variant: str, lr: float, wd: float) -> float:
-    """A Figure-2-like test error: a diagonal valley for L2 variants, an upright one otherwise.
+    """A Figure-2-like test error: a diagonal valley for L2 variants (and torch's AdamW), an upright one otherwise.
 
     Coordinates are log2(lr / family scale) and log2(wd / 0.001); SGD+L2's best cells lie on
     lr * wd ~ 6e-5 (PROTOCOL section 3), SGDW's and AdamW's in a band at wd ~ 3.75e-4.
     """
-    x = math.log2(lr / (0.1 if variant.startswith("adam") else 1.0))
+    kind = VARIANTS[variant]
+    x = math.log2(lr / kind.family.lr_scale)
     y = math.log2(wd / 0.001) if wd > 0 else -9.0
-    base = 0.049 if variant == "adam" else 0.038
-    if variant in COUPLED:
+    base = 0.049 if variant == "adam" else 0.038  # Adam + L2 is worse (PROTOCOL section 1)
+    if kind.decay != "decoupled":
         return base + 0.004 * (x + y + 4.0) ** 2 + 0.0012 * (x + 3.0) ** 2
     return base + 0.004 * (y + 1.4) ** 2 + 0.0012 * (x + 3.0) ** 2
 
@@ -88,7 +89,7 @@ def make_trial(
 
     `state`: done, diverged, running (at `epochs_done`), queued, failed or stopped.
     """
-    params = {"lr": cell.lr, "weight_decay": cell.weight_decay}
+    params = {"lr": cell.y, "weight_decay": cell.x}
     attrs: dict[str, Any] = {
         Attr.VARIANT: variant,
         Attr.SEED: cell.seed,
@@ -149,11 +150,11 @@ def sweep_trials(
     rng = np.random.default_rng([rng_seed, spec.variants.index(variant)])
     cells = spec.cells(variant)
     assert spec.grid is not None
-    dists = _distributions(spec.lr_values(variant), spec.grid.weight_decay)
+    dists = _distributions(spec.axis_values("lr", variant), spec.axis_values("weight_decay", "sgd"))
     trials = []
     for cell in cells:
         state = state_for(variant, cell) if state_for else "done"
-        value = synthetic_error(variant, cell.lr, cell.weight_decay) + noise * float(rng.standard_normal())
+        value = synthetic_error(variant, cell.y, cell.x) + noise * float(rng.standard_normal())
         trials.append(make_trial(variant, cell, state=state, epochs=spec.epochs, value=value,
                                  distributions=dists, objective=spec.metric))
     return trials
@@ -311,8 +312,8 @@ def test_grid_landscape_cell_by_cell_from_recorded_trials(sqlite_storage: RDBSto
     land = build_landscape(study)
 
     assert land.kind == "grid" and land.shape == (3, 3)
-    assert land.lr.tolist() == [0.25, 0.5, 1.0]
-    assert land.weight_decay.tolist() == [0.0, 0.0005, 0.001]
+    assert land.y.values.tolist() == [0.25, 0.5, 1.0]
+    assert land.x.values.tolist() == [0.0, 0.0005, 0.001]
     expected_mean = [[0.12, 0.05, None], [0.20, None, 0.35], [0.08, None, None]]
     expected_n = [[2, 1, 0], [1, 0, 2], [1, 0, 0]]
     expected_state = [["done", "done", "diverged"], ["running", "failed", "stopped"], ["queued", "queued", "queued"]]
@@ -323,7 +324,7 @@ def test_grid_landscape_cell_by_cell_from_recorded_trials(sqlite_storage: RDBSto
             assert (want is None and math.isnan(got)) or got == pytest.approx(want), (i, j, got)
             assert land.n[i, j] == expected_n[i][j], (i, j)
             assert land.state[i, j] == expected_state[i][j], (i, j)
-            cell_trials = sorted(numbers[_key(float(land.lr[i]), float(land.weight_decay[j]), s)] for s in (0, 1))
+            cell_trials = sorted(numbers[_key(float(land.y.values[i]), float(land.x.values[j]), s)] for s in (0, 1))
             assert land.trials[i][j] == cell_trials
     assert land.std[0, 0] == pytest.approx(np.std([0.10, 0.14], ddof=1))
     assert land.std[1, 2] == pytest.approx(np.std([0.30, 0.40], ddof=1))
@@ -342,8 +343,8 @@ def test_rdb_fast_path_matches_get_trials(storage_url: str) -> None:
     """The SQL reader and the FrozenTrial reader build identical landscapes (SQLite and PostgreSQL)."""
     storage = make_storage(storage_url)
     def state_for(variant: str, cell: Cell) -> str:
-        i = SMALL.lr_values(variant).index(cell.lr)
-        j = SMALL.grid.weight_decay.index(cell.weight_decay)
+        i = SMALL.axis_values("lr", variant).index(cell.y)
+        j = SMALL.axis_values("weight_decay", "sgd").index(cell.x)
         return ["done", "running", "diverged", "stopped", "queued", "failed"][(3 * i + j + cell.seed) % 6]
 
     studies = seed_sweep(storage, SMALL, state_for=state_for)
@@ -404,7 +405,7 @@ def test_metrics_and_epochs(sqlite_storage: RDBStorage) -> None:
 
 def test_epoch_view_marks_diverged_trials(sqlite_storage: RDBStorage) -> None:
     spec = SMALL.replace(epochs=6)
-    studies = seed_sweep(sqlite_storage, spec, state_for=lambda v, c: "diverged" if c.lr == 1.0 else "done")
+    studies = seed_sweep(sqlite_storage, spec, state_for=lambda v, c: "diverged" if c.y == 1.0 else "done")
     study = studies["sgd"]
     # make_trial's diverged runs blow up at epoch 6 // 3 = 2.
     before = build_landscape(study, epoch=1)
@@ -418,21 +419,21 @@ def test_epoch_view_marks_diverged_trials(sqlite_storage: RDBStorage) -> None:
 
 def test_spec_axes_cover_unrun_cells_and_zero_column(sqlite_storage: RDBStorage) -> None:
     quick = get_preset("quick")
-    grid = {"lr": quick.lr_values("sgd"), "weight_decay": [0.0, *quick.grid.weight_decay]}
+    grid = {"lr": quick.axis_values("lr", "sgd"), "weight_decay": [0.0, *quick.axis_values("weight_decay", "sgd")]}
     spec = get_preset("quick", name="axes", variants=["sgd"], grid=grid)
     study = open_study(sqlite_storage, "axes", "sgd")
     study.set_user_attr(SPEC_ATTR, spec.model_dump(mode="json"))
-    one = Cell(spec.lr_values("sgd")[2], 0.0, 0)
-    dists = _distributions(spec.lr_values("sgd"), spec.grid.weight_decay)
+    one = Cell(spec.axis_values("lr", "sgd")[2], 0.0, 0)
+    dists = _distributions(spec.axis_values("lr", "sgd"), spec.axis_values("weight_decay", "sgd"))
     bulk_add_trials(study, [make_trial("sgd", one, epochs=spec.epochs, value=0.3, distributions=dists)])
     land = build_landscape(study)
-    assert land.shape == (len(spec.lr_values("sgd")), len(spec.grid.weight_decay))
-    assert land.weight_decay[0] == 0.0  # the 0 column first
+    assert land.shape == (len(spec.axis_values("lr", "sgd")), len(spec.axis_values("weight_decay", "sgd")))
+    assert land.x.values[0] == 0.0  # the 0 column first
     assert int(np.isfinite(land.mean).sum()) == 1 and land.mean[2, 0] == pytest.approx(0.3)
     assert (land.state == "empty").sum() == land.mean.size - 1
     with pytest.raises(KeyError, match="not on this landscape's axis"):
         land.cell_index(0.123, 0.0)
-    assert land.cell_index(one.lr, 0.0) == (2, 0)
+    assert land.cell_index(one.y, 0.0) == (2, 0)
 
 
 def test_without_spec_axes_come_from_trials() -> None:
@@ -442,9 +443,9 @@ def test_without_spec_axes_come_from_trials() -> None:
         for wd in (0.0, 0.01):
             study.add_trial(make_trial("sgdw", Cell(lr, wd, 0), epochs=2, value=lr + wd, distributions=dists))
     land = build_landscape(study)
-    assert land.kind == "grid" and land.lr.tolist() == [0.1, 0.2] and land.weight_decay.tolist() == [0.0, 0.01]
+    assert land.kind == "grid" and land.y.values.tolist() == [0.1, 0.2] and land.x.values.tolist() == [0.0, 0.01]
     np.testing.assert_allclose(land.mean, [[0.1, 0.11], [0.2, 0.21]])
-    assert any("no 'sweep_spec'" in note for note in land.notes)
+    assert any("no readable sweep spec" in note for note in land.notes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,7 +453,8 @@ def test_without_spec_axes_come_from_trials() -> None:
 
 
 def _bayes_study(n: int, seed: int = 0) -> Study:
-    spec = {"name": "bo", "metric": "test_error", "epochs": 4,
+    spec = {"name": "bo", "dataset": "synthetic", "model": "shake_shake_8_2x8d", "variants": ["adamw"],
+            "batch_size": 8, "metric": "test_error", "epochs": 4,
             "bayes": {"sampler": "tpe", "n_trials": n, "lr": [2**-8, 2**-1], "weight_decay": [2**-14, 2**-6]}}
     study = optuna.create_study(study_name="bo/adamw")
     study.set_user_attr(SPEC_ATTR, spec)
@@ -472,8 +474,8 @@ def test_bayes_trials_are_binned_with_counts() -> None:
     land = build_landscape(study)
     assert land.kind == "binned"
     # One bin per power of two from 2^-8 to 2^-1 (lr) and 2^-14 to 2^-6 (wd).
-    assert land.lr.tolist() == [2.0**k for k in range(-8, 0)]
-    assert land.weight_decay.tolist() == [2.0**k for k in range(-14, -5)]
+    assert land.y.values.tolist() == [2.0**k for k in range(-8, 0)]
+    assert land.x.values.tolist() == [2.0**k for k in range(-14, -5)]
     assert land.count.sum() == 300
     trials = study.get_trials()
     i, j = 3, 4
@@ -494,7 +496,7 @@ def test_model_surface_is_labelled_and_does_not_extrapolate() -> None:
     assert land.model.label.startswith("MODEL, not measured")
     assert land.model.to_dict()["kind"] == "gaussian_kernel_smoother"
     # The truth depends on wd only: the smoother follows it where there is data.
-    truth = 0.05 + 0.001 * (np.log2(land.weight_decay) + 10) ** 2
+    truth = 0.05 + 0.001 * (np.log2(land.x.values) + 10) ** 2
     ok = np.isfinite(land.model.mean)
     assert ok.mean() > 0.9
     err = np.abs(land.model.mean - truth[None, :])[ok]
@@ -502,8 +504,9 @@ def test_model_surface_is_labelled_and_does_not_extrapolate() -> None:
 
     # Far from every trial, the model stays empty.
     sparse = optuna.create_study(study_name="sparse/adamw")
-    sparse.set_user_attr(SPEC_ATTR, {"metric": "test_error", "epochs": 2,
-                                     "bayes": {"lr": [2**-12, 2**0], "weight_decay": [2**-14, 2**-2]}})
+    sparse.set_user_attr(SPEC_ATTR, {"name": "sparse", "dataset": "synthetic", "model": "shake_shake_8_2x8d",
+                                     "variants": ["adamw"], "epochs": 2, "batch_size": 8, "metric": "test_error",
+                                     "bayes": {"n_trials": 1, "lr": [2**-12, 2**0], "weight_decay": [2**-14, 2**-2]}})
     dists = {"lr": FloatDistribution(2**-12, 1.0, log=True), "weight_decay": FloatDistribution(2**-14, 2**-2, log=True)}
     sparse.add_trial(make_trial("adamw", Cell(2**-12, 2**-14, 0), epochs=2, value=0.1, distributions=dists))
     surface = build_landscape(sparse, model=True).model
@@ -543,7 +546,7 @@ def test_polling_reads_only_changes_and_stays_exact(storage_url: str) -> None:
     storage = make_storage(storage_url)
     spec = SMALL.replace(epochs=4)
     state = {0.25: "done", 0.5: "running", 1.0: "queued"}
-    studies = seed_sweep(storage, spec, state_for=lambda v, c: state[c.lr])
+    studies = seed_sweep(storage, spec, state_for=lambda v, c: state[c.y])
     study = studies["sgd"]
     clear_landscape_cache()
     first = build_landscape(study)
@@ -556,7 +559,7 @@ def test_polling_reads_only_changes_and_stays_exact(storage_url: str) -> None:
     claimed = claim_next(study)
     assert claimed is not None
     record_epoch(study, claimed, 1, {"test_error": 0.3, "test_loss": 1.0, "train_loss": 0.9}, objective="test_error")
-    dists = _distributions(spec.lr_values("sgd"), spec.grid.weight_decay)
+    dists = _distributions(spec.axis_values("lr", "sgd"), spec.axis_values("weight_decay", "sgd"))
     bulk_add_trials(study, [make_trial("sgd", Cell(0.25, 0.0, 7), epochs=4, value=0.02, distributions=dists)])
 
     for metric, epoch in (("test_error", None), ("test_error", 1), ("train_loss", None)):
@@ -566,7 +569,7 @@ def test_polling_reads_only_changes_and_stays_exact(storage_url: str) -> None:
         cold = build_landscape(study, metric=metric, epoch=epoch).to_dict()
         assert warm == cold == warm_again, (metric, epoch)
     final = build_landscape(study)
-    cell = final.cell_index(0.5, spec.grid.weight_decay[0])
+    cell = final.cell_index(0.5, spec.axis_values("weight_decay", "sgd")[0])
     assert final.n[cell] == 1 and final.mean[cell] == pytest.approx(0.011)
     assert final.count[0, 0] == 3 and final.n[0, 0] == 3  # the new seed 7 trial
     assert build_landscape(study, epoch=1).n[2].sum() == 1  # the claimed trial's epoch 1
@@ -578,3 +581,111 @@ def test_polling_reads_only_changes_and_stays_exact(storage_url: str) -> None:
     bulk_add_trials(again, [make_trial("sgd", Cell(1.0, 0.001, 0), epochs=4, value=0.5, distributions=dists)])
     replaced = build_landscape(again)
     assert replaced.count.sum() == 1 and replaced.mean[2, 2] == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Any two axes, facets, every metric at every epoch, and records of hpscape 0.1
+
+
+def _history(epochs: int, base: float) -> list[dict[str, Any]]:
+    return [{"epoch": e, "test_error": base / e, "test_loss": 2 * base / e, "train_loss": 3 * base / e,
+             "train_error": 4 * base / e, "lr_t": 0.01, "epoch_seconds": 1.0, "images_per_s": 100.0,
+             "diverged": False} for e in range(1, epochs + 1)]
+
+
+def _run_spec(storage: RDBStorage, spec: SweepSpec, *, diverge: set[int] = frozenset()) -> None:
+    """Every cell recorded epoch by epoch with a history, as the workers do (trial k's values scale with k+1)."""
+    for variant, facet in spec.studies():
+        study = open_study(storage, spec.name, variant, facet)
+        study.set_user_attr(SPEC_ATTR, spec.model_dump(mode="json"))
+        enqueue_cells(study, spec.cells(variant), values_of=lambda c, v=variant, f=facet: spec.trial_values(v, c.params, f))
+        while (number := claim_next(study)) is not None:
+            base = 0.1 * (number + 1)
+            history = _history(spec.epochs, base)
+            for epoch in range(1, spec.epochs + 1):
+                metrics = {k: history[epoch - 1][k] for k in ("test_error", "test_loss", "train_loss", "train_error")}
+                if number in diverge and epoch == spec.epochs:
+                    history[-1] = {**history[-1], "test_loss": math.nan, "diverged": True}
+                    metrics = {**metrics, "test_loss": math.nan}
+                record_epoch(study, number, epoch, metrics, objective=spec.metric, history=history[:epoch])
+            finish_trial(study, number, metrics, objective=spec.metric, diverged=number in diverge)
+
+
+BETAS = SweepSpec.model_validate({
+    "name": "betas", "dataset": "synthetic", "model": "shake_shake_8_2x8d", "variants": ["adam", "adamw"],
+    "epochs": 3, "batch_size": 8, "metric": "test_error", "hyperparameters": {"lr": 0.001, "weight_decay": 0.0005},
+    "grid": {"beta1": [0.5, 0.9], "beta2": [0.9, 0.99, 0.999]}})
+
+
+def test_beta1_by_beta2_landscape_has_named_linear_axes(sqlite_storage: RDBStorage) -> None:
+    _run_spec(sqlite_storage, BETAS)
+    lands = build_sweep_landscapes(sqlite_storage, "betas", metric="test_error")
+    assert list(lands) == ["adam", "adamw"]
+    land = lands["adamw"]
+    assert (land.y.name, land.y.scale, land.y.title) == ("beta1", "linear", "beta1 β₁")
+    assert (land.x.name, land.x.values.tolist()) == ("beta2", [0.9, 0.99, 0.999])
+    # trial k (enqueued beta1-major) has value 0.1 * (k + 1) / 3 at the final epoch 3
+    np.testing.assert_allclose(land.mean, [[(k + 1) * 0.1 / 3 for k in row] for row in ([0, 1, 2], [3, 4, 5])])
+    assert land.cell_index(0.9, 0.99) == (1, 1)
+    body = land.to_dict()
+    assert body["y"]["values"] == [0.5, 0.9] and body["x"]["name"] == "beta2" and body["key"] == "adamw"
+
+
+def test_any_metric_at_any_epoch_comes_from_the_histories(sqlite_storage: RDBStorage) -> None:
+    _run_spec(sqlite_storage, BETAS, diverge={4})
+    at_1 = build_sweep_landscapes(sqlite_storage, "betas", metric="train_loss", epoch=1)["adam"]
+    assert at_1.value_source == "the trials' history at epoch 1"
+    np.testing.assert_allclose(at_1.mean, [[3 * 0.1 * (k + 1) for k in row] for row in ([0, 1, 2], [3, 4, 5])])
+    at_2 = build_sweep_landscapes(sqlite_storage, "betas", metric="test_loss", epoch=2)["adam"]
+    np.testing.assert_allclose(at_2.mean[0], [2 * 0.1 * (k + 1) / 2 for k in (0, 1, 2)])
+    # The spec's own metric at an epoch still reads the intermediate values, and agrees with the history.
+    spec_metric = build_sweep_landscapes(sqlite_storage, "betas", metric="test_error", epoch=2)["adam"]
+    assert spec_metric.value_source.startswith("intermediate value at epoch 2")
+    from_history = [[h / 2 for h in (0.1, 0.2, 0.3)], [h / 2 for h in (0.4, 0.5, 0.6)]]
+    np.testing.assert_allclose(spec_metric.mean, from_history)
+    # Trial 4 diverged at its last epoch: marked at the final epoch, a value at epoch 2.
+    final = build_sweep_landscapes(sqlite_storage, "betas", metric="test_loss")["adam"]
+    assert final.diverged[1, 1] and np.isnan(final.mean[1, 1]) and np.isfinite(at_2.mean[1, 1])
+    with pytest.raises(LandscapeError, match="past this sweep's last epoch"):
+        build_sweep_landscapes(sqlite_storage, "betas", metric="test_loss", epoch=4)
+
+
+def test_a_faceted_sweep_has_one_landscape_per_value(sqlite_storage: RDBStorage) -> None:
+    spec = BETAS.replace(name="fac", variants=["adamw"], facet={"schedule": ["constant", "step"]})
+    _run_spec(sqlite_storage, spec)
+    lands = build_sweep_landscapes(sqlite_storage, "fac", metric="test_error")
+    assert list(lands) == ["adamw/schedule=constant", "adamw/schedule=step"]
+    step = lands["adamw/schedule=step"]
+    assert step.facet.label == "schedule=step" and step.study == "fac/adamw/schedule=step"
+    assert step.n.sum() == 6
+    # Found with the spec too (the service passes it), in the same order.
+    assert list(build_sweep_landscapes(sqlite_storage, "fac", spec=spec)) == list(lands)
+
+
+def test_decay_axis_says_lambda_prime_for_l2_and_lambda_for_decoupled(sqlite_storage: RDBStorage) -> None:
+    seed_sweep(sqlite_storage, SMALL)
+    lands = build_sweep_landscapes(sqlite_storage, "small")
+    assert lands["sgd"].x.title == "weight decay λ′" and lands["sgdw"].x.title == "weight decay λ"
+    assert lands["sgd"].y.title == "learning rate α"
+
+
+def test_records_of_hpscape_0_1_give_the_same_landscapes(tmp_path) -> None:
+    # tests/data holds a record written by hpscape 0.1 and the landscapes 0.1 built from it (generated once with
+    # that version; params lr and weight_decay, no history, the spec of 0.1).
+    data = Path(__file__).parent / "data"
+    db = tmp_path / "old.db"
+    shutil.copy(data / "hpscape-0.1-record.db", db)
+    expected = json.loads((data / "hpscape-0.1-landscapes.json").read_text())
+    storage = make_storage(f"sqlite:///{db}")
+    fields = ("mean", "std", "n", "count", "n_diverged", "state", "state_counts", "budget", "trials", "best",
+              "progress", "kind", "epoch", "epochs", "value_source", "notes")
+    for view, per_variant in expected.items():
+        metric, epoch = view.split("@")
+        lands = build_sweep_landscapes(storage, "old", metric=metric, epoch=None if epoch == "None" else int(epoch))
+        assert set(lands) == set(per_variant)
+        for variant, old in per_variant.items():
+            new = lands[variant].to_dict()
+            assert {f: new[f] for f in fields} == {f: old[f] for f in fields}, (view, variant)
+            assert new["y"]["values"] == old["lr"] and new["x"]["values"] == old["weight_decay"]
+    with pytest.raises(LandscapeError, match="keep no per-epoch history .* before hpscape 0.2"):
+        build_sweep_landscapes(storage, "old", metric="test_error", epoch=1)

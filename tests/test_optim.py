@@ -1,4 +1,4 @@
-"""Tests for workers.optim: update rules of PROTOCOL section 2, schedules, state round-trips."""
+"""Tests for hpscape.workers.optim: update rules of PROTOCOL section 2, schedules, state round-trips."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from hpscape.landscapes.variants import FAMILIES, VARIANT_NAMES, VARIANTS
+from hpscape.landscapes.vocabulary import SCHEDULES
 from hpscape.workers.optim import (
-    SCHEDULES,
-    VARIANTS,
+    FAMILY_OPTIMIZERS,
     build_optimizer,
     build_scheduler,
     normalized_weight_decay,
@@ -76,6 +77,9 @@ def _assert_traj_equal(a, b) -> None:
             assert torch.equal(x, y), f"step {step}: max diff {(x - y).abs().max()}"
 
 
+DECOUPLED = [name for name, variant in VARIANTS.items() if variant.decay == "decoupled"]
+
+
 def _traj_differs(a, b) -> bool:
     return any(not torch.allclose(x, y, rtol=1e-6, atol=1e-9) for xs, ys in zip(a, b) for x, y in zip(xs, ys))
 
@@ -134,6 +138,44 @@ REFERENCES: dict[str, tuple[OptFactory, OptFactory]] = {
         lambda p: build_optimizer("adam", p, lr=0.01, weight_decay=0.01),
         lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=0.01, foreach=True),
     ),
+    # beta2 = 0.5 so that v shrinks on some steps and v_max differs from v (see the test right below).
+    "amsgrad": (
+        lambda p: build_optimizer("amsgrad", p, lr=0.01, weight_decay=0.01, betas=(0.9, 0.5)),
+        lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=0.01, betas=(0.9, 0.5), amsgrad=True),
+    ),
+    "amsgrad-foreach": (
+        lambda p: build_optimizer("amsgrad", p, lr=0.01, weight_decay=0.01, betas=(0.9, 0.5)),
+        lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=0.01, betas=(0.9, 0.5), amsgrad=True, foreach=True),
+    ),
+    "amsgrad-defaults": (
+        lambda p: build_optimizer("amsgrad", p, lr=0.01, weight_decay=0.01),
+        lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=True),
+    ),
+    # torch calls RMSProp's rho `alpha`.
+    "rmsprop": (
+        lambda p: build_optimizer("rmsprop", p, lr=0.01, weight_decay=0.01, rho=0.9),
+        lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, eps=1e-8, weight_decay=0.01),
+    ),
+    "rmsprop-foreach": (
+        lambda p: build_optimizer("rmsprop", p, lr=0.01, weight_decay=0.01, rho=0.9),
+        lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, eps=1e-8, weight_decay=0.01, foreach=True),
+    ),
+    "rmsprop-defaults": (
+        lambda p: build_optimizer("rmsprop", p, lr=0.01, weight_decay=0.01),
+        lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.01),
+    ),
+    "adagrad": (
+        lambda p: build_optimizer("adagrad", p, lr=0.1, weight_decay=0.01),
+        lambda p: torch.optim.Adagrad(p, lr=0.1, eps=1e-10, weight_decay=0.01),
+    ),
+    "adagrad-foreach": (
+        lambda p: build_optimizer("adagrad", p, lr=0.1, weight_decay=0.01),
+        lambda p: torch.optim.Adagrad(p, lr=0.1, eps=1e-10, weight_decay=0.01, foreach=True),
+    ),
+    "adagrad-no-decay": (  # torch's foreach path takes its other numerator branch without decay
+        lambda p: build_optimizer("adagrad", p, lr=0.1, weight_decay=0.0),
+        lambda p: torch.optim.Adagrad(p, lr=0.1, eps=1e-10, foreach=True),
+    ),
 }
 
 
@@ -144,82 +186,130 @@ def test_matches_torch_reference_exactly(case: str, schedule: str) -> None:
     _assert_traj_equal(_trajectory(ours, schedule=schedule), _trajectory(ref, schedule=schedule))
 
 
-def test_mixed_dtypes_in_one_group_match_torch_adam() -> None:
+def test_amsgrad_reference_case_exercises_the_maximum() -> None:
+    # If v never shrank, AMSGrad would equal Adam and the "amsgrad" reference case would not test v_max.
+    amsgrad = _trajectory(REFERENCES["amsgrad"][0])
+    adam = _trajectory(lambda p: build_optimizer("adam", p, lr=0.01, weight_decay=0.01, betas=(0.9, 0.5)))
+    assert _traj_differs(amsgrad, adam)
+
+
+MIXED_DTYPE_REFERENCES: dict[str, tuple[OptFactory, OptFactory]] = {
+    "adam": REFERENCES["adam"],
+    "amsgrad": REFERENCES["amsgrad"],
+    "rmsprop": REFERENCES["rmsprop"],
+    "adagrad": REFERENCES["adagrad-foreach"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(MIXED_DTYPE_REFERENCES))
+def test_mixed_dtypes_in_one_group_match_torch(case: str) -> None:
     def mixed() -> list[torch.nn.Parameter]:
         ps = _make_params()
         ps[1] = torch.nn.Parameter(ps[1].detach().float())
         return ps
 
-    ours = _trajectory(lambda p: build_optimizer("adam", p, lr=0.01, weight_decay=0.01), params=mixed())
-    ref = _trajectory(lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=0.01), params=mixed())
-    assert ours[-1][1].dtype == torch.float32
-    _assert_traj_equal(ours, ref)
+    ours, ref = MIXED_DTYPE_REFERENCES[case]
+    ours_traj = _trajectory(ours, params=mixed())
+    assert ours_traj[-1][1].dtype == torch.float32
+    _assert_traj_equal(ours_traj, _trajectory(ref, params=mixed()))
 
 
 # ------------------------------------------------------------------------------------------
 # Hand-computed two-step examples (plain Python floats, formulas of PROTOCOL section 2)
 # ------------------------------------------------------------------------------------------
 
-THETA0, G1, G2 = 1.5, 0.4, -0.7
-ALPHA, WD, MU, B1, B2, EPS = 0.1, 0.05, 0.9, 0.9, 0.999, 1e-8
+# G2 is small next to G1 so that AMSGrad's v shrinks at step 2 (v_max != v) with beta2 = 0.9.
+THETA0, G1, G2 = 1.5, 2.0, -0.1
+ALPHA, WD, MU, B1, B2 = 0.1, 0.05, 0.9, 0.9, 0.9
+# Not passed to build_optimizer: the builder must take them from the registry.
+RHO, EPS, EPS_ADAGRAD = 0.99, 1e-8, 1e-10
 # Cosine over 3 steps: eta_0 = 1, eta_1 = 0.5*(1 + cos(pi/3)) = 0.75.
 ETAS = (1.0, 0.75)
 
 
-def _hand_sgd(decoupled: bool) -> float:
-    theta, v = THETA0, 0.0
-    for g, eta in zip((G1, G2), ETAS):
-        old = theta
-        if not decoupled:
-            g = g + WD * old
-        v = MU * v + g
-        theta = old - ALPHA * eta * v
-        if decoupled:
-            theta -= eta * WD * old
-    return theta
+def _sgd_direction(state: dict, g: float, t: int) -> float:
+    state["v"] = MU * state.get("v", 0.0) + g
+    return state["v"]
 
 
-def _hand_adam(mode: str) -> float:
-    theta, m, s = THETA0, 0.0, 0.0
-    for t, (g, eta) in enumerate(zip((G1, G2), ETAS), start=1):
-        old = theta
-        if mode == "adam":
-            g = g + WD * old
-        if mode == "adamw-torch":
-            old = old * (1 - ALPHA * eta * WD)  # torch decays first, with lr_t = alpha*eta_t
-        m = B1 * m + (1 - B1) * g
-        s = B2 * s + (1 - B2) * g * g
-        m_hat, s_hat = m / (1 - B1**t), s / (1 - B2**t)
-        theta = old - ALPHA * eta * m_hat / (math.sqrt(s_hat) + EPS)
-        if mode == "adamw":
-            theta -= eta * WD * old
-    return theta
+def _adam_direction(state: dict, g: float, t: int, *, amsgrad: bool = False) -> float:
+    state["m"] = B1 * state.get("m", 0.0) + (1 - B1) * g
+    state["v"] = B2 * state.get("v", 0.0) + (1 - B2) * g * g
+    state["v_max"] = max(state.get("v_max", 0.0), state["v"])
+    v = state["v_max"] if amsgrad else state["v"]
+    return (state["m"] / (1 - B1**t)) / (math.sqrt(v) / math.sqrt(1 - B2**t) + EPS)
 
 
-HAND = {
-    "sgd": lambda: _hand_sgd(False),
-    "sgdw": lambda: _hand_sgd(True),
-    "adam": lambda: _hand_adam("adam"),
-    "adamw": lambda: _hand_adam("adamw"),
-    "adamw-torch": lambda: _hand_adam("adamw-torch"),
+def _amsgrad_direction(state: dict, g: float, t: int) -> float:
+    return _adam_direction(state, g, t, amsgrad=True)
+
+
+def _rmsprop_direction(state: dict, g: float, t: int) -> float:
+    state["v"] = RHO * state.get("v", 0.0) + (1 - RHO) * g * g
+    return g / (math.sqrt(state["v"]) + EPS)
+
+
+def _adagrad_direction(state: dict, g: float, t: int) -> float:
+    state["s"] = state.get("s", 0.0) + g * g
+    return g / (math.sqrt(state["s"]) + EPS_ADAGRAD)
+
+
+# Family -> the direction d of its step theta <- theta - alpha*eta_t*d on the (possibly L2-augmented) gradient g.
+HAND_DIRECTIONS: dict[str, Callable[[dict, float, int], float]] = {
+    "sgd": _sgd_direction,
+    "adam": _adam_direction,
+    "amsgrad": _amsgrad_direction,
+    "rmsprop": _rmsprop_direction,
+    "adagrad": _adagrad_direction,
 }
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+def _hand(variant: str) -> float:
+    direction, decay = HAND_DIRECTIONS[VARIANTS[variant].family.name], VARIANTS[variant].decay
+    theta, state = THETA0, {}
+    for t, (g, eta) in enumerate(zip((G1, G2), ETAS), start=1):
+        old = theta
+        if decay == "l2":
+            g = g + WD * old
+        if decay == "torch":
+            old = old * (1 - ALPHA * eta * WD)  # torch decays first, with lr_t = alpha*eta_t
+        theta = old - ALPHA * eta * direction(state, g, t)
+        if decay == "decoupled":
+            theta -= eta * WD * old
+    return theta
+
+
+def test_hand_example_engages_amsgrad_maximum() -> None:
+    # Step 2's v is below step 1's, so AMSGrad's hand value is not Adam's.
+    v1 = (1 - B2) * G1**2
+    assert B2 * v1 + (1 - B2) * G2**2 < v1
+
+
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
 def test_two_step_hand_computed(variant: str) -> None:
     theta = torch.nn.Parameter(torch.tensor([THETA0], dtype=F64))
-    opt = build_optimizer(variant, [theta], lr=ALPHA, weight_decay=WD, momentum=MU, betas=(B1, B2), eps=EPS)
+    opt = build_optimizer(variant, [theta], lr=ALPHA, weight_decay=WD, momentum=MU, betas=(B1, B2))
     sched = build_scheduler("cosine", opt, total_steps=3, steps_per_epoch=1)
     for g, eta in zip((G1, G2), ETAS):
         assert opt.param_groups[0]["lr"] == pytest.approx(ALPHA * eta, rel=1e-15)
         theta.grad = torch.tensor([g], dtype=F64)
         opt.step()
         sched.step()
-    expected = HAND[variant]()
+    expected = _hand(variant)
     assert theta.item() == pytest.approx(expected, rel=1e-13, abs=0.0)
     # Each variant's rule must be distinguishable from every other one on this example.
-    others = {name: fn() for name, fn in HAND.items() if name != variant}
-    assert all(abs(expected - other) > 1e-6 for other in others.values())
+    others = {name: _hand(name) for name in VARIANT_NAMES if name != variant}
+    assert all(abs(expected - other) > 1e-6 for other in others.values()), others
+
+
+def test_explicit_eps_overrides_the_family_default() -> None:
+    theta = torch.nn.Parameter(torch.tensor([THETA0], dtype=F64))
+    opt = build_optimizer("adagradw", [theta], lr=ALPHA, weight_decay=WD, eps=0.5)
+    theta.grad = torch.tensor([G1], dtype=F64)
+    opt.step()
+    # s = G1^2, so the step is alpha * G1 / (|G1| + 0.5); the decay at eta_0 = 1 is WD * THETA0.
+    expected = THETA0 - ALPHA * G1 / (abs(G1) + 0.5) - WD * THETA0
+    assert theta.item() == pytest.approx(expected, rel=1e-15, abs=0.0)
 
 
 # ------------------------------------------------------------------------------------------
@@ -227,7 +317,7 @@ def test_two_step_hand_computed(variant: str) -> None:
 # ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("variant", ["sgdw", "adamw"])
+@pytest.mark.parametrize("variant", DECOUPLED)
 def test_decoupled_decay_independent_of_alpha(variant: str) -> None:
     lam, steps = 0.1, 5
     finals = []
@@ -247,6 +337,55 @@ def test_decoupled_decay_independent_of_alpha(variant: str) -> None:
         assert torch.allclose(p, p0.detach() * shrink, rtol=1e-13, atol=0)
 
 
+# Powers of two (and 0), so lr_t = alpha*m and eta_t = lr_t/alpha are exact for any alpha and the checks below
+# can be bitwise; 1.0 after 0.25 is a restart.
+LAMBDA_MULTIPLIERS = (1.0, 0.5, 0.25, 1.0, 0.125, 0.0)
+
+
+@pytest.mark.parametrize("variant", DECOUPLED)
+def test_decoupled_decay_factor_per_step_is_one_minus_eta_lambda(variant: str) -> None:
+    lam = 0.1
+    for alpha in (0.5, 0.003):
+        params = _make_params()
+        opt = build_optimizer(variant, params, lr=alpha, weight_decay=lam)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: LAMBDA_MULTIPLIERS[t])
+        for eta in LAMBDA_MULTIPLIERS[:-1]:
+            before = [p.detach().clone() for p in params]
+            for p in params:
+                p.grad = torch.zeros_like(p)  # no step on g: what remains is the decay alone
+            opt.step()
+            sched.step()
+            for b, p in zip(before, params):
+                assert torch.equal(p.detach(), b * (1 - eta * lam)), f"alpha={alpha}, eta_t={eta}"
+
+
+@pytest.mark.parametrize("variant", DECOUPLED)
+def test_decoupled_form_is_the_plain_step_plus_decay(variant: str) -> None:
+    # With gradients that do not depend on theta, the W form's increments are the decay-free optimizer's plus
+    # -eta_t*lambda*theta_old: the step itself never sees lambda. Checked for two alphas under warm restarts.
+    lam, steps = 0.05, 7
+    for alpha in (0.2, 0.01):
+        noise = torch.Generator().manual_seed(5)
+        grads = [[torch.randn(s, generator=noise, dtype=F64) for s in SHAPES] for _ in range(steps)]
+        plain_params, decayed_params = _make_params(), _make_params()
+        plain = build_optimizer(variant, plain_params, lr=alpha, weight_decay=0.0)
+        decayed = build_optimizer(variant, decayed_params, lr=alpha, weight_decay=lam)
+        scheds = [build_scheduler("warm_restarts", opt, **SCHED_KW) for opt in (plain, decayed)]
+        for t in range(steps):
+            eta = schedule_multiplier("warm_restarts", t, **SCHED_KW)
+            plain_before = [p.detach().clone() for p in plain_params]
+            decayed_before = [p.detach().clone() for p in decayed_params]
+            for p, q, g in zip(plain_params, decayed_params, grads[t]):
+                p.grad, q.grad = g.clone(), g.clone()
+            plain.step()
+            decayed.step()
+            for sched in scheds:
+                sched.step()
+            for p0, p1, q0, q1 in zip(plain_before, plain_params, decayed_before, decayed_params):
+                expected = q0 + (p1.detach() - p0) - eta * lam * q0
+                assert torch.allclose(q1.detach(), expected, rtol=1e-12, atol=1e-14), f"alpha={alpha}, t={t}"
+
+
 def test_torch_adamw_decay_depends_on_alpha() -> None:
     # Contrast case: torch's AdamW multiplies the decay by lr_t, so alpha re-enters.
     finals = []
@@ -261,7 +400,7 @@ def test_torch_adamw_decay_depends_on_alpha() -> None:
 
 
 def test_params_without_grad_are_untouched() -> None:
-    for variant in VARIANTS:
+    for variant in VARIANT_NAMES:
         params = _make_params()
         before = params[1].detach().clone()
         opt = build_optimizer(variant, params, lr=0.1, weight_decay=0.1)
@@ -299,7 +438,7 @@ def _roundtrip(obj: dict) -> dict:
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
 def test_state_dict_roundtrip_mid_run(variant: str, schedule: str) -> None:
     k, total = 3, 7
 
@@ -414,12 +553,12 @@ def test_scheduler_and_multipliers_pickle() -> None:
 
 
 def test_unknown_variant_lists_valid_ones() -> None:
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ValueError, match="unknown variant 'lion'") as err:
         build_optimizer("lion", _make_params(), lr=0.1, weight_decay=0.0)
-    assert all(v in str(err.value) for v in VARIANTS)
+    assert all(v in str(err.value) for v in VARIANT_NAMES)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
 @pytest.mark.parametrize("kwargs", [dict(lr=-0.1, weight_decay=0.0), dict(lr=0.1, weight_decay=-1e-4)])
 def test_negative_hyperparameters_rejected(variant: str, kwargs: dict) -> None:
     with pytest.raises(ValueError, match="lr|weight_decay"):
@@ -428,13 +567,101 @@ def test_negative_hyperparameters_rejected(variant: str, kwargs: dict) -> None:
 
 def test_unknown_schedule_lists_valid_ones() -> None:
     opt = build_optimizer("sgd", _make_params(), lr=0.1, weight_decay=0.0)
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ValueError, match="unknown schedule 'linear'") as err:
         build_scheduler("linear", opt, total_steps=10, steps_per_epoch=1)
     assert all(s in str(err.value) for s in SCHEDULES)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown schedule 'linear'"):
         schedule_multiplier("linear", 0, total_steps=10, steps_per_epoch=1)
 
 
 def test_decoupled_decay_with_zero_lr_rejected() -> None:
     with pytest.raises(ValueError, match="lr > 0"):
         build_optimizer("sgdw", _make_params(), lr=0.0, weight_decay=0.1)
+
+
+@pytest.mark.parametrize(
+    ("variant", "kwargs", "match"),
+    [
+        ("rmsprop", dict(rho=1.0), "rho"),
+        ("rmspropw", dict(rho=-0.1), "rho"),
+        ("amsgrad", dict(betas=(0.9, 1.0)), "betas"),
+        ("adagrad", dict(eps=-1e-10), "eps"),
+        ("sgdw", dict(momentum=1.0), "momentum"),
+    ],
+)
+def test_family_hyperparameters_validated(variant: str, kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        build_optimizer(variant, _make_params(), lr=0.1, weight_decay=0.0, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------
+# The builder follows the registry
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
+def test_every_registry_variant_builds_and_steps(variant: str) -> None:
+    spec = VARIANTS[variant]
+    params = _make_params()
+    opt = build_optimizer(variant, params, lr=0.01, weight_decay=0.01)
+    group = opt.param_groups[0]
+    if spec.decay == "torch":
+        assert type(opt) is torch.optim.AdamW
+    else:
+        assert type(opt) is FAMILY_OPTIMIZERS[spec.family.name]
+        assert group["decoupled"] is (spec.decay == "decoupled")
+    if spec.family.eps is not None:
+        assert group["eps"] == spec.family.eps
+    _set_grads(params, torch.Generator().manual_seed(3))
+    grads_before = [p.grad.clone() for p in params]
+    for _ in range(2):
+        opt.step()
+    for p, p0, g0 in zip(params, _make_params(), grads_before):
+        assert torch.isfinite(p).all()
+        assert not torch.equal(p.detach(), p0.detach())
+        assert torch.equal(p.grad, g0), "the L2 term must not be written into p.grad"
+
+
+def test_every_registry_family_has_an_optimizer() -> None:
+    assert set(FAMILY_OPTIMIZERS) == set(FAMILIES)
+    for name, family_class in FAMILY_OPTIMIZERS.items():
+        assert family_class.family == name
+        if FAMILIES[name].eps is not None:
+            # Built directly (not through build_optimizer), a family still takes its epsilon from the registry.
+            assert family_class(_make_params(), lr=0.1).param_groups[0]["eps"] == FAMILIES[name].eps, name
+
+
+# build_optimizer's family arguments, keyed by the registry's axis names (`Family.hyperparameters`):
+# (baseline value, a value that changes the trajectory). eps is passed explicitly so its change is visible.
+_AXIS_ARGUMENTS = {
+    "momentum": (0.9, 0.5),
+    "beta1": (0.9, 0.5),
+    "beta2": (0.999, 0.9),
+    "eps": (1e-8, 0.3),
+    "rho": (0.99, 0.5),
+}
+
+
+def _build_kwargs(values: dict[str, float]) -> dict:
+    return dict(
+        momentum=values["momentum"], betas=(values["beta1"], values["beta2"]), eps=values["eps"], rho=values["rho"]
+    )
+
+
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
+def test_each_variant_reads_exactly_its_registry_hyperparameters(variant: str) -> None:
+    reads = set(VARIANTS[variant].hyperparameters)
+    assert reads <= set(_AXIS_ARGUMENTS), reads - set(_AXIS_ARGUMENTS)
+    baseline = {axis: base for axis, (base, _) in _AXIS_ARGUMENTS.items()}
+
+    def run(values: dict[str, float]):
+        kwargs = _build_kwargs(values)
+        return _trajectory(lambda p: build_optimizer(variant, p, lr=0.01, weight_decay=0.01, **kwargs), steps=4)
+
+    reference = run(baseline)
+    for axis, (_, changed) in _AXIS_ARGUMENTS.items():
+        traj = run({**baseline, axis: changed})
+        if axis in reads:
+            assert _traj_differs(reference, traj), f"{variant} ignores {axis}, which the registry says it reads"
+        else:
+            _assert_traj_equal(reference, traj)

@@ -41,6 +41,7 @@ from hpscape.landscapes.record import (
     running_trials,
     sqlite_file,
     stop_trial,
+    summarize_trials,
     sweep_summary,
     trial_cell,
 )
@@ -151,7 +152,8 @@ def test_claim_then_finish_every_cell_exactly_once(storage: RDBStorage, spec: Sw
         assert all(t.user_attrs["images_per_s"] == 900.0 for t in trials)
     summary = sweep_summary(storage, spec.name)
     assert summary["sgd"]["counts"] == {"RUNNING": 0, "COMPLETE": 9, "PRUNED": 0, "FAIL": 0, "WAITING": 0}
-    assert summary["adamw"]["best"] == {"number": 0, "value": 0.25, "lr": 0.01, "weight_decay": 0.0, "seed": 0}
+    assert summary["adamw"]["best"] == {"number": 0, "value": 0.25, "params": {"lr": 0.01, "weight_decay": 0.0},
+                                        "seed": 0}
 
 
 def test_claims_go_in_number_order(storage: RDBStorage) -> None:
@@ -284,7 +286,7 @@ def test_finish_trial_is_idempotent(study: Study) -> None:
 def test_ask_bayes(storage: RDBStorage) -> None:
     study = open_study(storage, "bo", "adamw", sampler=optuna.samplers.TPESampler(seed=1))
     numbers = [
-        ask_bayes(study, lr_range=(1e-4, 1e-1), wd_range=[1e-5, 1e-2], seed=i % 2, epochs_budget=3)
+        ask_bayes(study, ranges={"lr": (1e-4, 1e-1), "weight_decay": [1e-5, 1e-2]}, seed=i % 2, epochs_budget=3)
         for i in range(4)
     ]
     assert numbers == [0, 1, 2, 3]
@@ -299,7 +301,7 @@ def test_ask_bayes(storage: RDBStorage) -> None:
         finish_trial(study, number, {"test_loss": 1.0 / (i + 1)}, objective="test_loss")
     assert study.best_trial.number == 3
     with pytest.raises(ValueError, match="0 < low < high"):
-        ask_bayes(study, lr_range=(1e-1, 1e-4), wd_range=(1e-5, 1e-2), seed=0, epochs_budget=3)
+        ask_bayes(study, ranges={"lr": (1e-1, 1e-4), "weight_decay": (1e-5, 1e-2)}, seed=0, epochs_budget=3)
 
 
 def test_reconcile_orphans_returns_running_trials(storage: RDBStorage, spec: SweepSpec) -> None:
@@ -450,3 +452,83 @@ def test_sqlite_file_and_its_directory(tmp_path):
     ensure_sqlite_dir(f"sqlite:///{tmp_path}/a/b/x.db")
     assert (tmp_path / "a" / "b").is_dir() and not (tmp_path / "a" / "b" / "x.db").exists()
     ensure_sqlite_dir("postgresql+psycopg://u@h/db")  # nothing to create, no error
+
+
+# ---------------------------------------------------------------------------------------------
+# Axes, facets, histories (hpscape 0.2)
+
+
+def _history(epochs: int) -> list[dict[str, Any]]:
+    return [{"epoch": e, "test_error": 0.5 / e, "test_loss": 1.0 / e, "train_loss": 0.9 / e, "train_error": 0.4 / e,
+             "lr_t": 0.1 * (1 - e / 10), "epoch_seconds": 1.5, "images_per_s": 900.0, "diverged": False}
+            for e in range(1, epochs + 1)]
+
+
+def test_record_epoch_keeps_the_whole_history(study: Study) -> None:
+    number = _claim(study)
+    for epoch in (1, 2, 3):
+        record_epoch(study, number, epoch, METRICS, objective="test_error", history=_history(epoch))
+    trial = get_trial(study, number)
+    assert trial.user_attrs[Attr.HISTORY] == _history(3)
+    assert [e["epoch"] for e in trial.user_attrs[Attr.HISTORY]] == [1, 2, 3]
+    with pytest.raises(ValueError, match="must hold 4 entries, got 3"):
+        record_epoch(study, number, 4, METRICS, objective="test_error", history=_history(3))
+    with pytest.raises(ValueError, match="holds epochs 1, 2, ... in order"):
+        record_epoch(study, number, 2, METRICS, objective="test_error", history=_history(3)[1:])
+    nan_epoch = [{**_history(1)[0], "test_loss": math.nan}]
+    record_epoch(study, number, 1, METRICS, objective="test_error", history=nan_epoch)
+    assert get_trial(study, number).user_attrs[Attr.HISTORY][0]["test_loss"] is None, "JSON has no NaN"
+
+
+def test_any_two_axes_with_log_distributions_and_facets(storage: RDBStorage) -> None:
+    spec = SweepSpec.model_validate({
+        "name": "ax", "dataset": "synthetic", "model": "shake_shake_8_2x16d", "variants": ["sgd", "adam"],
+        "epochs": 2, "batch_size": 8, "hyperparameters": {"weight_decay": 1e-4},
+        "grid": {"lr": [0.01, 0.1], "batch_size": [16, 64]}, "facet": {"schedule": ["constant", "step"]}})
+    for variant, facet in spec.studies():
+        study = open_study(storage, spec.name, variant, facet)
+        values_of = lambda cell, v=variant, f=facet: spec.trial_values(v, cell.params, f)  # noqa: E731
+        assert enqueue_cells(study, spec.cells(variant), values_of=values_of) == 4
+    listed = list_sweep_studies(storage, "ax")
+    assert list(listed) == ["sgd/schedule=constant", "sgd/schedule=step", "adam/schedule=constant",
+                            "adam/schedule=step"], "registry order, facets as created"
+    trial = listed["adam/schedule=step"].trials[1]
+    assert trial.params == {"lr": 0.01, "batch_size": 64}
+    assert trial.distributions == {"lr": FloatDistribution(0.01, 0.1, log=True),
+                                   "batch_size": optuna.distributions.IntDistribution(16, 64, log=True)}
+    assert trial.user_attrs[Attr.FACET] == "schedule=step"
+    assert trial.user_attrs[Attr.HYPERPARAMETERS] == {
+        "lr": 0.01, "weight_decay": 1e-4, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "batch_size": 64, "epochs": 2,
+        "label_noise": 0.0, "schedule": "step"}
+    assert trial_cell(trial) == Cell(0.01, 64, 0, ("lr", "batch_size"))
+
+
+def test_a_log_axis_without_zero_is_log_and_old_studies_keep_theirs(storage: RDBStorage) -> None:
+    study = open_study(storage, "logwd", "sgd")
+    enqueue_cells(study, [Cell(0.1, 2.0**-9, 0), Cell(0.1, 2.0**-3, 0)], epochs_budget=1)
+    assert study.trials[0].distributions["weight_decay"] == FloatDistribution(2.0**-9, 2.0**-3, log=True)
+    # A 0.1 record stored a linear decay distribution from 0; new cells in it keep that (Optuna refuses a mix).
+    old = open_study(storage, "lin", "sgd")
+    enqueue_cells(old, [Cell(0.1, 0.0, 0)], epochs_budget=1)
+    assert enqueue_cells(old, [Cell(0.1, 2.0**-5, 0), Cell(0.2, 2.0**-3, 0)], epochs_budget=1) == 2
+    assert not old.trials[-1].distributions["weight_decay"].log
+
+
+def test_summary_in_the_database_equals_summarize_trials(storage: RDBStorage, spec: SweepSpec) -> None:
+    studies = _enqueue_all(storage, spec)
+    for variant, study in studies.items():
+        for k in range(7):
+            number = _claim(study)
+            if k == 5:
+                fail_trial(study, number, "boom")
+            elif k == 4:
+                finish_trial(study, number, {"test_error": math.nan}, objective="test_error")
+            elif k < 4:
+                finish_trial(study, number, {"test_error": 0.5 - 0.1 * ((number * 3) % 4)}, objective="test_error")
+    fast = sweep_summary(storage, spec.name)
+    slow = {key: summarize_trials(study.study_name, study.get_trials()) for key, study in studies.items()}
+    assert fast == slow
+    assert fast["sgd"]["diverged"] == 1 and fast["sgd"]["counts"]["RUNNING"] == 1
+    planned = sweep_summary(storage, spec.name, [("sgd", None), ("sgdw", None)])
+    assert planned["sgdw"] == {"study": "rec/sgdw", "n_trials": 0, "counts": {s.name: 0 for s in TrialState},
+                               "diverged": 0, "best": None}, "a study not created yet shows zeros"

@@ -17,6 +17,7 @@ from hpscape.landscapes import (
     MAX_TOTAL_TRIALS,
     PRESETS,
     Cell,
+    Facet,
     SpecError,
     SweepSpec,
     dump_spec,
@@ -25,7 +26,9 @@ from hpscape.landscapes import (
     get_preset,
     load_spec,
     lr_by_family,
+    parse_study_name,
     powers_of_two,
+    study_name,
     validate_model_name,
 )
 
@@ -56,7 +59,7 @@ def _errors(data: dict[str, Any]) -> str:
 
 
 def test_presets_validate_and_fig2_is_protocol_section_3() -> None:
-    assert set(PRESETS) == {"fig2", "quick"}
+    assert set(PRESETS) == {"fig2", "quick", "quick-families", "adam-betas"}
     fig2 = get_preset("fig2")
     assert fig2.total_trials() == 484
     assert (fig2.dataset, fig2.model, fig2.epochs, fig2.batch_size) == (
@@ -76,11 +79,11 @@ def test_presets_validate_and_fig2_is_protocol_section_3() -> None:
     sgd_lrs = [2.0**k for k in range(-10, 1)]
     adam_lrs = [0.1 * 2.0**k for k in range(-10, 1)]
     for variant, expected in [("sgd", sgd_lrs), ("sgdw", sgd_lrs), ("adam", adam_lrs), ("adamw", adam_lrs)]:
-        assert fig2.lr_values(variant) == expected
-    assert fig2.lr_values("adam")[0] == pytest.approx(9.765625e-5, rel=1e-12)
+        assert fig2.axis_values("lr", variant) == expected
+    assert fig2.axis_values("lr", "adam")[0] == pytest.approx(9.765625e-5, rel=1e-12)
     decays = [0.0, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0, 8.0, 16.0]
-    assert fig2.grid is not None
-    assert fig2.grid.weight_decay == [d * 0.001 for d in decays]
+    assert fig2.swept_axes == ("lr", "weight_decay") and fig2.facet is None
+    assert fig2.axis_values("weight_decay", "sgd") == [d * 0.001 for d in decays]
     assert list(FIG2_DECAY_TICKS) == decays
     cells = fig2.cells("adamw")
     assert len(cells) == 121 and len({c.key for c in cells}) == 121
@@ -92,13 +95,13 @@ def test_quick_preset_is_cpu_sized_and_follows_protocol_5() -> None:
     assert quick.resources.gpu == 0 and quick.max_concurrent_trials == 2, "two CPU trials at a time"
     assert (quick.label_noise, quick.metric, quick.schedule) == (0.2, "test_loss", "cosine"), "PROTOCOL section 5"
     assert quick.variants == ["sgd", "sgdw", "adam", "adamw", "adamw-torch"]
-    sgd_rows = quick.lr_values("sgdw")
-    assert quick.lr_values("sgd") == sgd_rows
-    for adam_lr, sgd_lr in zip(quick.lr_values("adamw-torch"), sgd_rows, strict=True):
+    sgd_rows = quick.axis_values("lr", "sgdw")
+    assert quick.axis_values("lr", "sgd") == sgd_rows
+    for adam_lr, sgd_lr in zip(quick.axis_values("lr", "adamw-torch"), sgd_rows, strict=True):
         assert adam_lr == pytest.approx(0.1 * sgd_lr), "the Adam family's rows are ten times smaller, as in fig2"
     assert all(b / a == 4.0 for a, b in zip(sgd_rows, sgd_rows[1:])), "rows are powers of two, 4x apart"
     assert sgd_rows[-1] / sgd_rows[0] == 16.0, "a 16x range of alpha, as in PROTOCOL section 5"
-    wds = quick.grid.weight_decay
+    wds = quick.axis_values("weight_decay", "sgd")
     assert all(w > 0 for w in wds), "no 0 column: a row whose best decay is 0 carries no ridge information"
     assert all(b / a == 4.0 for a, b in zip(wds, wds[1:])), "decay columns are powers of two, 4x apart"
     # the budget: at most 60 trials of 25 epochs (about 8 minutes on 2 cores, measured; the target is 10)
@@ -120,7 +123,7 @@ def test_get_preset_overrides_are_validated_and_unknown_names_listed() -> None:
     with pytest.raises(ValidationError) as info:
         get_preset("fig2", epochs=0)
     assert format_validation_error(info.value).startswith("epochs:")
-    with pytest.raises(SpecError, match="fig2, quick"):
+    with pytest.raises(SpecError, match="adam-betas, fig2, quick, quick-families"):
         get_preset("fig3")
     # The shared preset object is untouched by overrides.
     assert PRESETS["fig2"].epochs == 100
@@ -135,9 +138,11 @@ def test_grid_helpers() -> None:
     with pytest.raises(ValueError, match="lo_exp"):
         powers_of_two(2, 1)
     assert fig2_weight_decays()[0] == 0.0 and fig2_weight_decays()[-1] == 0.016
-    assert lr_by_family(["adam", "sgd"], sgd=[1.0], adam=[0.1]) == {"adam": [0.1], "sgd": [1.0]}
+    assert lr_by_family(["adam", "sgd", "rmsprop"], [1.0]) == {"adam": [0.1], "sgd": [1.0], "rmsprop": [0.1]}
+    # Figure 2's Adam rows are exactly 0.1 * 2**k, as the paper writes them.
+    assert lr_by_family(["adamw"], powers_of_two(-10, 0))["adamw"] == [0.1 * 2.0**k for k in range(-10, 1)]
     with pytest.raises(ValueError, match="unknown variant 'lion'"):
-        lr_by_family(["lion"], sgd=[1.0], adam=[0.1])
+        lr_by_family(["lion"], [1.0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,7 +155,7 @@ def test_cells_keys_and_counts() -> None:
     )
     assert spec.total_trials() == (1 + 2) * 2 * 2
     cells = spec.cells("sgd")
-    assert cells[0] == Cell(0.0625, 0.0, 0)
+    assert cells[0] == Cell(0.0625, 0.0, 0, ("lr", "weight_decay"))
     assert [c.key for c in cells] == [
         "lr=0.0625|wd=0.0|seed=0",
         "lr=0.0625|wd=0.0|seed=3",
@@ -162,6 +167,8 @@ def test_cells_keys_and_counts() -> None:
         spec.cells("adam")
     with pytest.raises(ValueError, match="bad cell key"):
         Cell.from_key("lr=1")
+    with pytest.raises(ValueError, match="bad cell key"):
+        Cell.from_key("lr=1|spin=2|seed=0")
 
 
 def test_negative_zero_decay_is_normalized() -> None:
@@ -182,7 +189,9 @@ def test_model_names() -> None:
     arch = validate_model_name("shake_shake_26_2x96d")
     assert (arch.depth, arch.width, arch.blocks_per_stage) == (26, 96, 4)
     assert validate_model_name("shake_shake_8_2x16d").blocks_per_stage == 1
-    for bad in ["shake_shake_2_2x64d", "shake_shake_10_2x64d", "shake_shake_26_2x48d", "resnet18", "shake_shake_26_4x64d"]:
+    # Exactly the names the registry builds: depths 8-32 and widths 8-96 only (38 and 4 branches are not built).
+    for bad in ["shake_shake_2_2x64d", "shake_shake_10_2x64d", "shake_shake_26_2x48d", "resnet18",
+                "shake_shake_26_4x64d", "shake_shake_38_2x8d", "shake_shake_26_2x64d\n"]:
         with pytest.raises(ValueError, match="shake_shake_<depth>_2x<width>d"):
             validate_model_name(bad)
 
@@ -203,23 +212,28 @@ def test_model_names() -> None:
         ({"grid": {"lr": [0.1], "weight_decay": [float("nan")]}}, "grid.weight_decay[0]: must be a finite number >= 0, got nan"),
         ({"grid": {"lr": [0.1, 0.2, 0.1], "weight_decay": [0]}}, "grid.lr[2]: duplicate of item [0]"),
         ({"grid": {"lr": [0.1], "weight_decay": [0, 0.0]}}, "grid.weight_decay[1]: duplicate"),
-        ({"grid": {"lr": [], "weight_decay": [0]}}, "grid.lr: must list at least one learning rate"),
+        ({"grid": {"lr": [], "weight_decay": [0]}}, "grid.lr: must list at least one learning rate value"),
         ({"grid": {"lr": [0.1], "weight_decay": []}}, "grid.weight_decay: must list at least one"),
         ({"grid": {"lr": ["fast"], "weight_decay": [0]}}, "grid.lr[0]: must be a number, got 'fast'"),
         ({"grid": {"lr": [True], "weight_decay": [0]}}, "grid.lr[0]: must be a number, got True"),
         ({"grid": {"lr": {"sgd": [0.1, float("nan")], "adamw": [0.1]}, "weight_decay": [0]}}, "grid.lr.sgd[1]: must be a finite number > 0, got nan"),
-        ({"grid": {"lr": {"sgd": [0.1]}, "weight_decay": [0]}}, "grid.lr: no learning rates for variant(s) adamw"),
+        ({"grid": {"lr": {"sgd": [0.1]}, "weight_decay": [0]}}, "grid.lr: no lr values for variant adamw"),
         ({"grid": {"lr": {"sgd": [0.1], "adamw": [0.1], "lion": [1]}, "weight_decay": [0]}}, "grid.lr.lion: unknown variant 'lion'"),
-        ({"grid": {"lr": [0.1], "weight_decay": [0], "momentum": [0.9]}}, "grid.momentum: unknown field; allowed: lr, weight_decay"),
-        ({"variants": ["sgd", "lion"]}, "variants[1]: Input should be 'sgd', 'sgdw', 'adam', 'adamw' or 'adamw-torch', got 'lion'"),
+        ({"grid": {"lr": [0.1], "weight_decay": [0], "momentum": [0.9]}}, "grid: must sweep exactly two axes (the first is vertical), got 3"),
+        ({"grid": {"lr": [0.1]}}, "grid: must sweep exactly two axes (the first is vertical), got 1: lr"),
+        ({"grid": {"lr": [0.1], "spin": [1]}}, "grid.spin: unknown axis 'spin'; a grid axis may be: lr, weight_decay"),
+        ({"grid": {"lr": [0.1], "schedule": ["step"]}}, "grid.schedule: schedule cannot be a grid axis"),
+        ({"variants": ["sgd", "lion"]}, "variants[1]: Input should be 'sgd', 'sgdw', 'adam', 'adamw', 'adamw-torch', 'amsgrad'"),
         ({"variants": ["sgd", "sgd"]}, "variants[1]: duplicate of item [0] ('sgd')"),
         ({"variants": []}, "variants: must list at least one variant"),
         ({"model": "resnet18"}, "model: unknown model 'resnet18'"),
-        ({"model": "shake_shake_12_2x64d"}, "model: bad depth 12"),
+        ({"model": "shake_shake_12_2x64d"}, "model: unknown model 'shake_shake_12_2x64d'"),
+        ({"model": "shake_shake_38_2x8d"}, "model: unknown model 'shake_shake_38_2x8d'"),
         ({"dataset": "mnist"}, "dataset: Input should be 'cifar10', 'digits' or 'synthetic', got 'mnist'"),
         ({"optimizer": "sgd"}, "optimizer: unknown field; allowed: name, dataset"),
         ({"name": "a/b"}, "name: 'a/b' is not allowed"),
         ({"name": "-lead"}, "name: '-lead' is not allowed"),
+        ({"name": "nl\n"}, "name: 'nl\\n' is not allowed"),
         ({"name": "x" * 201}, "name: must be 1 to 200 characters long, got 201"),
         ({"name": ""}, "name: must be 1 to 200 characters long, got 0"),
         ({"epochs": 0}, "epochs: Input should be greater than or equal to 1"),
@@ -228,8 +242,8 @@ def test_model_names() -> None:
         ({"batch_size": 65537}, "batch_size: Input should be less than or equal to 65536"),
         ({"schedule": "linear"}, "schedule: Input should be"),
         ({"metric": "accuracy"}, "metric: Input should be 'test_error' or 'test_loss', got 'accuracy'"),
-        ({"label_noise": 1.0}, "label_noise: must be in [0, 1)"),
-        ({"label_noise": float("nan")}, "label_noise: must be a finite number >= 0, got nan"),
+        ({"label_noise": 1.0}, "label_noise: must be a finite number in [0, 1) (a fraction of labels), got 1.0"),
+        ({"label_noise": float("nan")}, "label_noise: must be a finite number in [0, 1) (a fraction of labels), got nan"),
         ({"seeds": [0, 0]}, "seeds[1]: duplicate of item [0] (0)"),
         ({"seeds": [-1]}, "seeds[0]: Input should be greater than or equal to 0"),
         ({"seeds": []}, "seeds: must list at least one seed"),
@@ -238,10 +252,13 @@ def test_model_names() -> None:
         ({"resources": {"gpu": float("inf")}}, "resources.gpu: must be a finite number >= 0, got inf"),
         ({"resources": {"tpu": 1}}, "resources.tpu: unknown field; allowed: cpu, gpu"),
         ({"max_concurrent_trials": 0}, "max_concurrent_trials: Input should be greater than or equal to 1"),
-        ({"grid": None}, "grid: give exactly one of `grid` (explicit lr and weight_decay lists) or `bayes` (a Bayesian search), got neither"),
+        ({"grid": None}, "grid: give exactly one of `grid` (two axes and their values) or `bayes` (a Bayesian search over two axes' ranges), got neither"),
         ({"bayes": {"n_trials": 3, "lr": [1e-3, 1e-1], "weight_decay": [1e-4, 1e-2]}}, "grid: give exactly one of `grid`"),
         ({"grid": None, "bayes": {"n_trials": 3, "lr": [1e-1, 1e-3], "weight_decay": [1e-4, 1e-2]}}, "bayes.lr: must be [low, high] with low < high, got [0.1, 0.001]"),
-        ({"grid": None, "bayes": {"n_trials": 3, "lr": [1e-3, 1e-1], "weight_decay": [0, 1e-2]}}, "bayes.weight_decay[0]: must be a finite number > 0, got 0.0"),
+        ({"grid": None, "bayes": {"n_trials": 3, "lr": [1e-3, 1e-1], "weight_decay": [0, 1e-2]}}, "bayes.weight_decay[0]: must be a finite number > 0 (the search is log-uniform on log2, so 0 is not in range), got 0.0"),
+        ({"grid": None, "bayes": {"n_trials": 3, "lr": [1e-3, 1e-1]}}, "bayes: give [low, high] ranges for exactly two axes"),
+        ({"grid": None, "bayes": {"n_trials": 3, "lr": [1e-3, 1e-1], "spin": [1, 2]}}, "bayes.spin: unknown axis 'spin'; a searched axis may be"),
+        ({"grid": None, "bayes": {"n_trials": 3, "lr": [1e-3, 1e-1], "epochs": [2, 8], "pruning": "asha"}}, "bayes.pruning: ASHA stops trials at fractions of the epoch budget"),
         ({"grid": None, "bayes": {"n_trials": 3, "lr": [1e-3, float("inf")], "weight_decay": [1e-4, 1e-2]}}, "bayes.lr[1]: must be a finite number > 0, got inf"),
         ({"grid": None, "bayes": {"n_trials": 0, "lr": [1e-3, 1e-1], "weight_decay": [1e-4, 1e-2]}}, "bayes.n_trials: Input should be greater than or equal to 1"),
         ({"grid": None, "bayes": {"n_trials": 3, "lr": [1e-3, 1e-1], "weight_decay": [1e-4, 1e-2], "sampler": "cmaes"}}, "bayes.sampler: Input should be 'tpe' or 'gp', got 'cmaes'"),
@@ -285,7 +302,7 @@ def test_per_variant_lr_may_list_extra_known_variants() -> None:
     spec = SweepSpec.model_validate(
         _base(variants=["sgd"], grid={"lr": {"sgd": [0.5], "adam": [0.01]}, "weight_decay": [0]})
     )
-    assert spec.lr_values("sgd") == [0.5] and spec.total_trials() == 1
+    assert spec.axis_values("lr", "sgd") == [0.5] and spec.total_trials() == 1
 
 
 def test_spec_is_immutable_and_replace_validates() -> None:
@@ -304,7 +321,7 @@ def test_spec_is_immutable_and_replace_validates() -> None:
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".yml", ".json"])
-@pytest.mark.parametrize("preset", ["fig2", "quick"])
+@pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_spec_files_round_trip(tmp_path: Path, suffix: str, preset: str) -> None:
     spec = get_preset(preset)
     path = dump_spec(spec, tmp_path / f"spec{suffix}")
@@ -322,7 +339,7 @@ def test_hand_written_yaml_and_json(tmp_path: Path) -> None:
         "epochs: 2\nbatch_size: 16\ngrid:\n  lr: [0.1, 0.2]\n  weight_decay: [0, 1e-3]\n"
     )
     assert load_spec(tmp_path / "s.json") == load_spec(tmp_path / "s.yaml")
-    assert load_spec(str(tmp_path / "s.yaml")).grid.weight_decay == [0.0, 0.001]  # type: ignore[union-attr]
+    assert load_spec(str(tmp_path / "s.yaml")).axis_values("weight_decay", "sgd") == [0.0, 0.001]
 
 
 def test_load_spec_file_errors(tmp_path: Path) -> None:
@@ -373,3 +390,117 @@ def test_json_nan_is_rejected(tmp_path: Path) -> None:
     path.write_text(json.dumps(data))
     with pytest.raises(SpecError, match=r"grid\.lr\[1\]: must be a finite number > 0, got nan"):
         load_spec(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Axes as data: any two axes, fixed hyperparameters, per-variant values, facets
+
+
+def _betas(**changes: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {"variants": ["adam", "adamw"], "hyperparameters": {"lr": 0.001, "weight_decay": 0.0005},
+                              "grid": {"beta1": [0.5, 0.8, 0.9, 0.95], "beta2": [0.9, 0.99, 0.999]}}
+    return _base(**{**values, **changes})
+
+
+def test_beta1_by_beta2_grid_with_fixed_hyperparameters() -> None:
+    spec = SweepSpec.model_validate(_betas())
+    assert spec.swept_axes == ("beta1", "beta2") and spec.total_trials() == 2 * 12
+    cell = spec.cells("adam")[0]
+    assert cell.params == {"beta1": 0.5, "beta2": 0.9} and cell.key == "beta1=0.5|beta2=0.9|seed=0"
+    assert Cell.from_key(cell.key) == cell
+    values = spec.trial_values("adamw", cell.params)
+    assert values == {"lr": 0.001, "weight_decay": 0.0005, "beta1": 0.5, "beta2": 0.9, "eps": 1e-8,
+                      "batch_size": 16, "epochs": 2, "label_noise": 0.0, "schedule": "cosine"}
+    assert "momentum" not in values, "only the axes the variant reads"
+
+
+def test_unswept_axes_take_family_defaults() -> None:
+    spec = SweepSpec.model_validate(_base(variants=["sgd", "adagrad", "rmsprop"]))
+    assert spec.trial_values("sgd", {"lr": 0.1, "weight_decay": 0.0})["momentum"] == 0.9
+    assert spec.trial_values("adagrad", {"lr": 0.1, "weight_decay": 0.0})["eps"] == 1e-10, "AdaGrad's own eps"
+    rms = spec.trial_values("rmsprop", {"lr": 0.1, "weight_decay": 0.0})
+    assert (rms["rho"], rms["eps"]) == (0.99, 1e-8)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"variants": ["sgd", "adamw"]},
+         "grid.beta1: beta1 does not apply to variant sgd (SGD family, whose own hyperparameters are: momentum)"),
+        ({"hyperparameters": {"lr": 0.001, "momentum": 0.9}},
+         "hyperparameters.momentum: momentum does not apply to variant adam (Adam family"),
+        ({"hyperparameters": {"lr": 0.001, "epochs": 5}},
+         "hyperparameters.epochs: epochs is a top-level field of the spec"),
+        ({"hyperparameters": {"lr": 0.001, "beta1": 0.9}},
+         "hyperparameters.beta1: beta1 is swept in `grid`; remove it from `hyperparameters`"),
+        ({"hyperparameters": {"weight_decay": 0.0005}},
+         "hyperparameters.lr: required field is missing: give a fixed learning rate"),
+        ({"hyperparameters": {"lr": 0.0}}, "hyperparameters.lr: must be a finite number > 0, got 0.0"),
+        ({"hyperparameters": {"lr": 0.001, "spin": 1}}, "hyperparameters.spin: unknown axis 'spin'"),
+        ({"hyperparameters": {"lr": {"adam": 0.001, "lion": 0.1}}}, "hyperparameters.lr.lion: unknown variant 'lion'"),
+        ({"facet": {"beta1": [0.9]}}, "facet.beta1: beta1 is already swept or fixed; a facet must be a third axis"),
+        ({"facet": {"momentum": [0.9]}}, "facet.momentum: momentum does not apply to variant adam"),
+        ({"facet": {"schedule": ["step", "stepp"]}}, "facet.schedule[1]: must be one of constant, cosine, step"),
+        ({"facet": {"schedule": ["step"], "epochs": [2]}}, "facet: must map exactly one axis name to its values"),
+        ({"facet": {"schedule": []}}, "facet.schedule: must list at least one schedule value"),
+        ({"grid": {"beta1": [0.9], "batch_size": [32, 64.5]}}, "grid.batch_size[1]: must be an integer between 1 and 65536"),
+    ],
+)
+def test_axes_a_variant_does_not_read_are_refused_naming_both(changes: dict[str, Any], expected: str) -> None:
+    message = _errors(_betas(**changes))
+    assert expected in message, message
+
+
+def test_fixed_hyperparameters_per_variant() -> None:
+    spec = SweepSpec.model_validate(_base(
+        variants=["sgd", "adam"], hyperparameters={"momentum": {"sgd": 0.5}, "lr": {"sgd": 0.1, "adam": 0.001}},
+        grid={"weight_decay": [0.0, 0.001], "batch_size": [32, 64]}))
+    assert spec.trial_values("sgd", {"weight_decay": 0.0, "batch_size": 32})["momentum"] == 0.5
+    assert spec.trial_values("adam", {"weight_decay": 0.0, "batch_size": 64})["lr"] == 0.001
+    assert spec.cells("sgd")[1].key == "wd=0.0|batch_size=64|seed=0", "an int axis keeps its integers"
+
+
+def test_per_variant_values_with_a_default_list() -> None:
+    spec = SweepSpec.model_validate(_base(
+        variants=["sgd", "adamw", "adamw-torch"],
+        grid={"lr": [0.1, 0.2], "weight_decay": {"default": [0.0, 0.001], "adamw-torch": [0.01, 0.1, 1.0]}}))
+    assert spec.axis_values("weight_decay", "sgd") == [0.0, 0.001]
+    assert spec.axis_values("weight_decay", "adamw-torch") == [0.01, 0.1, 1.0]
+    assert spec.study_trials("adamw-torch") == 6 and spec.total_trials() == 4 + 4 + 6
+
+
+def test_facet_studies_are_named_per_value() -> None:
+    spec = SweepSpec.model_validate(_betas(facet={"schedule": ["constant", "step", "cosine"]}))
+    assert spec.total_trials() == 2 * 12 * 3
+    assert spec.facets() == [Facet("schedule", "constant"), Facet("schedule", "step"), Facet("schedule", "cosine")]
+    step = spec.facets()[1]
+    assert spec.study_name("adamw", step) == "t/adamw/schedule=step"
+    assert parse_study_name("fig1/adamw/schedule=step") == ("fig1", "adamw", Facet("schedule", "step"))
+    assert parse_study_name(study_name("b", "sgd", Facet("epochs", 25))) == ("b", "sgd", Facet("epochs", 25))
+    assert parse_study_name("quick/sgdw") == ("quick", "sgdw", None)
+    with pytest.raises(ValueError, match="not an hpscape study name"):
+        parse_study_name("a/b/c/d")
+    assert spec.trial_values("adam", spec.cells("adam")[0].params, step)["schedule"] == "step"
+    faceted_epochs = SweepSpec.model_validate(_base(facet={"epochs": [2, 8, 32]}))
+    assert faceted_epochs.max_epochs() == 32
+
+
+def test_bayes_over_any_two_axes() -> None:
+    spec = SweepSpec.model_validate(_base(
+        variants=["adam"], hyperparameters={"weight_decay": 0.001}, grid=None,
+        bayes={"n_trials": 5, "beta1": [0.5, 0.99], "lr": [1e-4, 1e-2]}))
+    assert spec.swept_axes == ("beta1", "lr") and spec.bayes.ranges == {"beta1": (0.5, 0.99), "lr": (1e-4, 1e-2)}
+    assert SweepSpec.model_validate(spec.model_dump(mode="json")) == spec, "the ranges sit beside n_trials, round trip"
+    ints = SweepSpec.model_validate(_base(grid=None, bayes={"n_trials": 2, "lr": [1e-3, 1e-1], "batch_size": [16, 256]}))
+    assert ints.bayes.ranges["batch_size"] == (16, 256)
+
+
+def test_specs_of_hpscape_0_1_stay_valid() -> None:
+    # The grid of lr and weight_decay, no hyperparameters, no facet: as every 0.1 spec was written.
+    old = {"name": "old", "dataset": "digits", "model": "shake_shake_8_2x16d", "variants": ["sgd", "adamw"],
+           "epochs": 3, "batch_size": 64, "schedule": "cosine", "normalized_decay": False, "label_noise": 0.2,
+           "metric": "test_loss", "seeds": [0, 1], "resources": {"cpu": 1.0, "gpu": 0.0}, "max_concurrent_trials": 2,
+           "grid": {"lr": {"sgd": [0.03125, 0.125], "adamw": [0.003125, 0.0125]}, "weight_decay": [0.0, 0.001953125]}}
+    spec = SweepSpec.model_validate(old)
+    assert spec.cells("sgd")[0].key == "lr=0.03125|wd=0.0|seed=0", "0.1's cell keys, so resumes find their cells"
+    assert spec.study_name("sgd") == "old/sgd"

@@ -116,6 +116,9 @@ def test_cli_train_prints_a_metrics_table():
         (["--lr", "nan"], "--lr"),
         (["--epochs", "0"], "--epochs"),
         (["--model", "resnet9000"], "resnet9000"),
+        (["--model", "shake_shake_38_2x8d"], "--model: unknown model 'shake_shake_38_2x8d'"),
+        (["--beta2", "1.5", "--variant", "adam"], "--beta2"),
+        (["--eps", "0", "--variant", "adam"], "--eps"),
     ],
 )
 def test_cli_train_bad_input_exits_2_with_the_fix(args, needle):

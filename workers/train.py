@@ -38,7 +38,7 @@ class TrialConfig(BaseModel):
     label_noise: float = Field(default=0.0, ge=0.0, lt=1.0)  # fraction of training labels randomized (PROTOCOL §5)
     train_limit: int | None = Field(default=None, ge=1)  # keep only the first N training images (tests, benchmarks)
     # The landscape cell.
-    variant: str = "sgdw"
+    variant: str = "sgdw"  # a name of hpscape.landscapes.variants.VARIANTS
     lr: float = Field(gt=0.0, allow_inf_nan=False)  # alpha, the initial learning rate
     weight_decay: float = Field(ge=0.0, allow_inf_nan=False)  # lambda (decoupled) or lambda' (L2), raw per step
     normalized_decay: bool = False  # weight_decay is lambda_norm: lambda = lambda_norm * sqrt(b / (B * T))
@@ -46,7 +46,12 @@ class TrialConfig(BaseModel):
     epochs: int = Field(default=10, ge=1)
     batch_size: int = Field(default=128, ge=1)
     schedule: str = "cosine"
-    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    # The optimizer's own hyperparameters (PROTOCOL section 2); each family reads its own and ignores the others.
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)  # SGD family: heavy ball, dampening 0, no Nesterov
+    beta1: float = Field(default=0.9, ge=0.0, lt=1.0)  # Adam / AMSGrad first moment
+    beta2: float = Field(default=0.999, ge=0.0, lt=1.0)  # Adam / AMSGrad second moment
+    eps: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)  # None: the family's (1e-8; AdaGrad 1e-10)
+    rho: float = Field(default=0.99, ge=0.0, lt=1.0)  # RMSProp's squared-gradient average
     seed: int = Field(default=0, ge=0)
     # Where and how fast; none of these changes the mathematics, only the arithmetic precision.
     device: str = "auto"  # auto picks cuda when available
@@ -70,6 +75,7 @@ class EpochMetrics:
     train_error: float
     epoch_seconds: float
     images_per_s: float
+    lr_t: float = math.nan  # the learning rate of the epoch's last step (alpha * eta_t); NaN in 0.1 checkpoints
     diverged: bool = False
 
 
@@ -143,7 +149,8 @@ def train_trial(
             config.weight_decay, batch_size=config.batch_size, train_size=data.train_size, epochs=config.epochs
         )
     optimizer = build_optimizer(
-        config.variant, model.parameters(), lr=config.lr, weight_decay=weight_decay, momentum=config.momentum
+        config.variant, model.parameters(), lr=config.lr, weight_decay=weight_decay, momentum=config.momentum,
+        betas=(config.beta1, config.beta2), eps=config.eps, rho=config.rho,
     )
     scheduler = build_scheduler(
         config.schedule, optimizer, total_steps=config.epochs * steps, steps_per_epoch=steps
@@ -176,6 +183,7 @@ def train_trial(
             loss = F.cross_entropy(logits.float(), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            last_lr = optimizer.param_groups[0]["lr"]
             optimizer.step()
             scheduler.step()
             loss_sum += loss.detach() * labels.numel()
@@ -199,6 +207,7 @@ def train_trial(
             test_loss=test_loss,
             train_loss=train_loss,
             train_error=train_error,
+            lr_t=last_lr,
             epoch_seconds=time.perf_counter() - epoch_started,
             images_per_s=data.train_size / train_seconds,
             diverged=diverged,
@@ -274,7 +283,9 @@ def _save_checkpoint(path, config, epoch, history, model, optimizer, scheduler, 
 
 def _load_checkpoint(path, config, model, optimizer, scheduler, data_rng) -> tuple[int, list[EpochMetrics]]:
     payload = torch.load(path, map_location="cpu", weights_only=False)
-    saved = {k: v for k, v in payload["config"].items() if k not in _SPEED_ONLY_FIELDS}
+    # A field the checkpoint's version did not have yet took its default then.
+    defaults = {name: f.default for name, f in TrialConfig.model_fields.items() if not f.is_required()}
+    saved = {k: v for k, v in {**defaults, **payload["config"]}.items() if k not in _SPEED_ONLY_FIELDS}
     wanted = {k: v for k, v in config.model_dump().items() if k not in _SPEED_ONLY_FIELDS}
     if saved != wanted:
         differing = sorted(k for k in wanted if saved.get(k) != wanted[k])

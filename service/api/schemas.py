@@ -66,13 +66,13 @@ class SweepOut(BaseModel):
 class BestCell(BaseModel):
     number: int
     value: float
-    lr: float | None
-    weight_decay: float | None
+    params: dict[str, float | int] = Field(description="the swept axes' values, e.g. {\"lr\": 0.125, \"weight_decay\": 0.001}")
     seed: int | None
 
 
 class VariantProgress(BaseModel):
     study: str
+    total: int = Field(description="trials the spec plans for this study")
     n_trials: int
     counts: dict[str, int] = Field(description="trials by Optuna state (COMPLETE, PRUNED, RUNNING, WAITING, FAIL)")
     diverged: int
@@ -97,7 +97,8 @@ class SweepDetail(SweepOut):
     spec: dict[str, Any] = Field(description="the SweepSpec as submitted (JSON)")
     metric: str
     progress: SweepProgress
-    variants: dict[str, VariantProgress]
+    variants: dict[str, VariantProgress] = Field(
+        description="per study, keyed 'VARIANT' or 'VARIANT/AXIS=VALUE' in a faceted sweep")
     timings: SweepTimings
     host: str | None = Field(description="the machine its driver runs on")
     launches: int = Field(description="how often its driver was started (more than 1 after a recovery)")
@@ -112,10 +113,10 @@ class SweepList(BaseModel):
 
 class TrialOut(BaseModel):
     variant: str
+    facet: str | None = Field(description="the facet value of its study, e.g. 'schedule=step', in a faceted sweep")
     number: int
     state: TrialStateName
-    lr: float | None
-    weight_decay: float | None
+    params: dict[str, float | int] = Field(description="the swept axes' values, by axis name")
     seed: int | None
     value: float | None = Field(description="the objective (the spec's metric) of a finished trial")
     epochs_done: int | None
@@ -131,6 +132,11 @@ class TrialOut(BaseModel):
     started_at: datetime | None
     completed_at: datetime | None
     error: str | None
+    hyperparameters: dict[str, float | int | str] | None = Field(
+        description="every value the trial trains with (lr, weight_decay, momentum or betas, epochs, ...)")
+    history: list[dict[str, Any]] | None = Field(
+        description="one entry per finished epoch: epoch, test_error, test_loss, train_loss, train_error, lr_t, "
+        "epoch_seconds, ... (null for records written before hpscape 0.2)")
 
 
 class TrialList(BaseModel):

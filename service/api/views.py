@@ -9,9 +9,10 @@ from optuna.storages import BaseStorage
 
 from hpscape.service.api.schemas import SweepDetail, SweepOut, SweepProgress, SweepTimings, TrialOut
 from hpscape.service.db.models import SweepRow, utcnow
+from hpscape.landscapes import SweepSpec
 from hpscape.service.progress import load_trials, summarize, trial_row
 
-__all__ = ["sweep_detail", "sweep_out", "sweep_summary_of", "sweep_trials"]
+__all__ = ["row_spec", "sweep_detail", "sweep_out", "sweep_summary_of", "sweep_trials"]
 
 _FINISHED_TRIAL_STATES = ("COMPLETE", "PRUNED", "FAIL")
 
@@ -25,8 +26,9 @@ def sweep_out(row: SweepRow) -> SweepOut:
     )
 
 
-def _variants(row: SweepRow) -> list[str]:
-    return list(row.spec.get("variants", []))
+def row_spec(row: SweepRow) -> SweepSpec:
+    """The row's spec, validated (it was when submitted; a row is never re-parsed by hand)."""
+    return SweepSpec.model_validate(row.spec)
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -36,7 +38,7 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
 
 
 def sweep_detail(row: SweepRow, summary: dict[str, dict[str, Any]]) -> SweepDetail:
-    """`summary` is `variant_summaries` of the sweep's record (possibly a second old, from the cache)."""
+    """`summary` is `summarize` of the sweep's record (possibly a second old, from the cache)."""
     counts: dict[str, int] = {}
     for info in summary.values():
         for state, n in info["counts"].items():
@@ -61,13 +63,13 @@ def sweep_detail(row: SweepRow, summary: dict[str, dict[str, Any]]) -> SweepDeta
 
 
 def sweep_summary_of(storage: BaseStorage, row: SweepRow) -> dict[str, dict[str, Any]]:
-    return summarize(storage, row.record_name, _variants(row))
+    return summarize(storage, row.record_name, row_spec(row))
 
 
 def sweep_trials(storage: BaseStorage, row: SweepRow) -> list[TrialOut]:
-    """Every trial of the sweep, variants in spec order, trials by number."""
+    """Every trial of the sweep, studies in spec order, trials by number."""
     out = []
-    for variant, trials in load_trials(storage, row.record_name, _variants(row)).items():
+    for key, trials in load_trials(storage, row.record_name, row_spec(row)).items():
         for trial in sorted(trials, key=lambda t: t.number):
-            out.append(TrialOut(**trial_row(variant, trial)))
+            out.append(TrialOut(**trial_row(key, trial)))
     return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -28,3 +28,11 @@ def describe_validation_error(exc: ValidationError, *, option_names: dict[str, s
         name = option_names.get(path, path)
         lines.append(f"{name}: {problem['msg']}")
     return "\n  ".join(lines)
+
+
+def cell_text(params: dict[str, Any] | None) -> str:
+    """A best cell's coordinates as 'lr 0.125, weight_decay 0.00781' ('-' when there is none)."""
+    if not params:
+        return "-"
+    return ", ".join(f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}"
+                     for name, value in params.items())

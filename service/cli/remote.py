@@ -15,7 +15,7 @@ import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hpscape.service.cli._common import USAGE_ERROR, console, err_console
+from hpscape.service.cli._common import USAGE_ERROR, cell_text, console, err_console
 from hpscape.service.client import ApiError, Client, ServerUnreachable
 
 __all__ = ["cancel", "export", "list_", "status", "submit"]
@@ -165,27 +165,12 @@ def status_table(sweep: dict[str, Any]) -> Table:
         table.add_column(state.lower(), justify="right")
     table.add_column("diverged", justify="right")
     table.add_column(f"best {sweep['metric']}", justify="right")
-    table.add_column("at lr, wd", justify="right")
-    for variant, info in sweep["variants"].items():
+    table.add_column("at", justify="right")
+    for key, info in sweep["variants"].items():
         best = info["best"]
-        table.add_row(variant, *[str(info["counts"].get(s, 0)) for s in _STATE_COLUMNS], str(info["diverged"]),
-                      f"{best['value']:.4f}" if best else "-",
-                      f"{best['lr']:.3g}, {best['weight_decay']:.3g}" if best else "-")
+        table.add_row(key, *[str(info["counts"].get(s, 0)) for s in _STATE_COLUMNS], str(info["diverged"]),
+                      f"{best['value']:.4f}" if best else "-", cell_text(best["params"]) if best else "-")
     return table
-
-
-def _variant_totals(sweep: dict[str, Any]) -> dict[str, int]:
-    """Trials each variant runs, from the spec (grids may give each variant its own learning rates)."""
-    spec = sweep["spec"]
-    totals = {}
-    for variant in sweep["variants"]:
-        if spec.get("grid"):
-            lr = spec["grid"]["lr"]
-            lrs = lr.get(variant, []) if isinstance(lr, dict) else lr
-            totals[variant] = len(lrs) * len(spec["grid"]["weight_decay"]) * len(spec.get("seeds", [0]))
-        else:
-            totals[variant] = int(spec.get("bayes", {}).get("n_trials", 0))
-    return totals
 
 
 def status(
@@ -213,7 +198,7 @@ def status(
 
 
 def _watch(client: Client, sweep: dict[str, Any], interval: float) -> dict[str, Any]:
-    totals = _variant_totals(sweep)
+    totals = {key: info["total"] for key, info in sweep["variants"].items()}
     columns = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
                TimeElapsedColumn())
     # On stderr: stdout stays clean for the final table (or --json) when piped.

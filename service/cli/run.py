@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from rich.live import Live
 from rich.table import Table
 
-from hpscape.service.cli._common import console, err_console, fail_usage
+from hpscape.service.cli._common import cell_text, console, err_console, fail_usage
 
 _STATE_COLUMNS = {"RUNNING": "running", "FAIL": "failed"}
 _BAR = 12
@@ -59,8 +59,9 @@ def run(
 
     ensure_sqlite_dir(storage)
     runs_dir = runs_dir or settings.runs_dir
-    console.print(f"sweep [bold]{spec.name}[/]: {spec.total_trials()} trials over {', '.join(spec.variants)} "
-                  f"({spec.model} on {spec.dataset}, {spec.epochs} epochs); record: {storage}")
+    console.print(f"sweep [bold]{spec.name}[/]: {spec.total_trials()} trials over {', '.join(spec.variants)}, "
+                  f"{' x '.join(spec.swept_axes)} ({spec.model} on {spec.dataset}, {spec.max_epochs()} epochs); "
+                  f"record: {storage}")
     with Live(console=console, refresh_per_second=2, transient=True) as live:
         def on_progress(snapshot: dict[str, Any]) -> None:
             live.update(progress_table(snapshot))
@@ -83,9 +84,10 @@ def run(
 
 
 def progress_table(snapshot: dict[str, Any]) -> Table:
-    """Cells done/total per variant, the best cell so far and an ETA, from a `sweep_summary` snapshot."""
+    """Cells done/total per study, the best cell so far and an ETA, from a `sweep_summary` snapshot."""
+    from hpscape.landscapes import study_key
+
     spec, summary = snapshot["spec"], snapshot["summary"]
-    per_variant = spec.total_trials() // len(spec.variants)
     done_all = sum(_done(v) for v in summary.values())
     elapsed = snapshot.get("elapsed_s", 0.0)
     title = f"{spec.name}: {done_all}/{spec.total_trials()} trials, {elapsed:,.0f} s"
@@ -101,18 +103,20 @@ def progress_table(snapshot: dict[str, Any]) -> Table:
     for label in _STATE_COLUMNS.values():
         table.add_column(label, justify="right")
     table.add_column(f"best {spec.metric}", justify="right", no_wrap=True)
-    table.add_column("at lr, wd", justify="right", no_wrap=True)
-    for variant in spec.variants:
-        info = summary.get(variant, {"counts": {}, "best": None})
+    table.add_column("at", justify="right", no_wrap=True)
+    for variant, facet in spec.studies():
+        key = study_key(variant, facet)
+        planned = spec.study_trials(variant)
+        info = summary.get(key, {"counts": {}, "best": None})
         done = _done(info)
-        filled = int(_BAR * done / per_variant) if per_variant else _BAR
+        filled = int(_BAR * done / planned) if planned else _BAR
         best = info.get("best")
         bar = [] if final else ["█" * filled + "░" * (_BAR - filled)]
         table.add_row(
-            variant, f"{done}/{per_variant}", *bar,
+            key, f"{done}/{planned}", *bar,
             *[str(info["counts"].get(state, 0)) for state in _STATE_COLUMNS],
             f"{best['value']:.4f}" if best else "-",
-            f"{best['lr']:.3g}, {best['weight_decay']:.3g}" if best else "-",
+            cell_text(best["params"]) if best else "-",
         )
     return table
 
@@ -122,7 +126,7 @@ def _report_landscapes(spec: Any, storage: str, dashboard: Path) -> None:
     from hpscape.dashboards import landscape_html
     from hpscape.landscapes import build_sweep_landscapes, coupling_metrics
 
-    landscapes = build_sweep_landscapes(storage, spec.name, metric=spec.metric)
+    landscapes = build_sweep_landscapes(storage, spec.name, metric=spec.metric, spec=spec)
     coupling = {v: coupling_metrics(l) for v, l in landscapes.items()}
     console.print(coupling_table(spec.metric, coupling))
     dashboard.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +137,8 @@ def _report_landscapes(spec: Any, storage: str, dashboard: Path) -> None:
 
 def coupling_table(metric: str, coupling: dict[str, Any]) -> Table:
     """One row per variant: the ridge slope (about -1 coupled, about 0 upright), separability and basin."""
-    table = Table(title=f"how coupled lr and weight decay are ({metric.replace('_', ' ')})")
+    axes = next(iter(coupling.values())).axes if coupling else ("lr", "weight_decay")
+    table = Table(title=f"how coupled {axes[0]} and {axes[1]} are ({metric.replace('_', ' ')})")
     for column in ("variant", "ridge slope", "separability", "basin cells", "best"):
         table.add_column(column, justify="left" if column == "variant" else "right", no_wrap=True)
     for variant, metrics in coupling.items():

@@ -10,6 +10,8 @@ from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from hpscape.landscapes.variants import VARIANT_NAMES
+from hpscape.landscapes.vocabulary import DATASETS, SCHEDULES, validate_model_name
 from hpscape.service.cli._common import console, describe_validation_error, fail_usage
 from hpscape.service.settings import load_settings
 
@@ -21,23 +23,35 @@ _OPTION_NAMES = {
     "label_noise": "--label-noise",
     "seed": "--seed",
     "momentum": "--momentum",
+    "beta1": "--beta1",
+    "beta2": "--beta2",
+    "eps": "--eps",
+    "rho": "--rho",
     "train_limit": "--train-limit",
 }
+# Choices in --help come from the registries (hpscape.landscapes), the only lists of them.
+_VARIANTS = " | ".join(VARIANT_NAMES)
+_DATASETS = " | ".join(DATASETS)
+_SCHEDULES = " | ".join(SCHEDULES)
 
 
 def train(
     lr: Annotated[float, typer.Option(help="Initial learning rate alpha.")],
     weight_decay: Annotated[float, typer.Option(help="Weight decay lambda (decoupled) or L2 factor lambda' (sgd, adam).")],
-    variant: Annotated[str, typer.Option(help="sgd | sgdw | adam | adamw | adamw-torch")] = "sgdw",
-    dataset: Annotated[str, typer.Option(help="digits (bundled) | cifar10 | synthetic")] = "digits",
+    variant: Annotated[str, typer.Option(help=_VARIANTS)] = "sgdw",
+    dataset: Annotated[str, typer.Option(help=f"{_DATASETS} (digits is bundled)")] = "digits",
     model: Annotated[str, typer.Option(help="A registered model, see `hpscape models`.")] = "shake_shake_8_2x16d",
     epochs: Annotated[int, typer.Option(help="Epochs to train.")] = 10,
     batch_size: Annotated[int, typer.Option(help="Minibatch size.")] = 128,
-    schedule: Annotated[str, typer.Option(help="constant | cosine | step | warm_restarts")] = "cosine",
+    schedule: Annotated[str, typer.Option(help=_SCHEDULES)] = "cosine",
     normalized_decay: Annotated[bool, typer.Option(help="Treat --weight-decay as lambda_norm (paper App. B.1).")] = False,
     label_noise: Annotated[float, typer.Option(help="Fraction of training labels randomized.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Random seed (init, data order, augmentation, label noise).")] = 0,
-    momentum: Annotated[float, typer.Option(help="SGD momentum mu.")] = 0.9,
+    momentum: Annotated[float, typer.Option(help="SGD family: momentum mu.")] = 0.9,
+    beta1: Annotated[float, typer.Option(help="Adam and AMSGrad: beta1.")] = 0.9,
+    beta2: Annotated[float, typer.Option(help="Adam and AMSGrad: beta2.")] = 0.999,
+    eps: Annotated[float | None, typer.Option(help="Adaptive families: epsilon (default: the family's).")] = None,
+    rho: Annotated[float, typer.Option(help="RMSProp: rho.")] = 0.99,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (default HPSCAPE_DEVICE).")] = None,
     fast: Annotated[bool, typer.Option(help="GPU fast path: bf16 autocast, channels_last, torch.compile.")] = False,
     train_limit: Annotated[int | None, typer.Option(help="Use only the first N training images.")] = None,
@@ -45,18 +59,24 @@ def train(
     data_dir: Annotated[Path | None, typer.Option(help="Dataset directory (default HPSCAPE_DATA_DIR).")] = None,
 ) -> None:
     """Train one (variant, learning rate, weight decay) cell and print its metrics."""
-    from hpscape.workers.optim import SCHEDULES, VARIANTS  # heavy imports (torch) only when the command runs
-    from hpscape.workers.train import TrialConfig, train_trial
-
     settings = load_settings()
-    if variant not in VARIANTS:
-        fail_usage(f"--variant {variant!r} is not known; choose one of {', '.join(VARIANTS)}")
+    if variant not in VARIANT_NAMES:
+        fail_usage(f"--variant {variant!r} is not known; choose one of {_VARIANTS}")
     if schedule not in SCHEDULES:
-        fail_usage(f"--schedule {schedule!r} is not known; choose one of {', '.join(SCHEDULES)}")
+        fail_usage(f"--schedule {schedule!r} is not known; choose one of {_SCHEDULES}")
+    if dataset not in DATASETS:
+        fail_usage(f"--dataset {dataset!r} is not known; choose one of {_DATASETS}")
+    try:
+        validate_model_name(model)
+    except ValueError as exc:
+        fail_usage(f"--model: {exc}")
+    from hpscape.workers.train import TrialConfig, train_trial  # heavy imports (torch) only when the command runs
+
     values = dict(
         dataset=dataset, model=model, variant=variant, lr=lr, weight_decay=weight_decay, epochs=epochs,
         batch_size=batch_size, schedule=schedule, normalized_decay=normalized_decay, label_noise=label_noise,
-        seed=seed, momentum=momentum, device=device or settings.device, train_limit=train_limit,
+        seed=seed, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps, rho=rho, device=device or settings.device,
+        train_limit=train_limit,
         data_dir=str(data_dir or settings.data_dir),
     )
     try:

@@ -13,18 +13,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hpscape.landscapes.vocabulary import MODEL_BRANCHES, MODEL_DEPTHS, MODEL_HEADS, MODEL_WIDTHS, ModelArch
+
 from .registry import _register_name_pattern, register_model
 
 __all__ = ["HEADS", "NormalizedLogits", "ShakeShake", "ShakeShakeBlock", "shake_shake_image", "count_parameters"]
 
-DEPTHS: tuple[int, ...] = (8, 14, 20, 26, 32)
-BRANCHES: tuple[int, ...] = (2,)
-WIDTHS: tuple[int, ...] = (8, 16, 32, 64, 96)  # 8: the CPU-sized digits model of the quick preset
-# Classifier heads, by name suffix. "linear" is the paper's. "bn" batch-normalizes the logits (no affine, no bias), so
-# the whole network is scale-invariant: with label noise and test loss as the metric, the softmax temperature set by
-# the decayed last layer would otherwise dominate the landscape (SGD+L2 fixes it through lambda', SGDW through
-# lambda/alpha), hiding the effect of decay on the scale-invariant layers that Figure 2 is about (PROTOCOL section 5).
-HEADS: dict[str, str] = {"linear": "", "bn": "_bnhead"}
+# The names that exist are the vocabulary's (hpscape.landscapes.vocabulary), so a spec accepts exactly what is built.
+# Heads: "linear" is the paper's. "bn" batch-normalizes the logits (no affine, no bias), so the whole network is
+# scale-invariant: with label noise and test loss as the metric, the softmax temperature set by the decayed last
+# layer would otherwise dominate the landscape (SGD+L2 fixes it through lambda', SGDW through lambda/alpha), hiding
+# the effect of decay on the scale-invariant layers that Figure 2 is about (PROTOCOL section 5).
+HEADS: dict[str, str] = dict(MODEL_HEADS)
 _STEM_CHANNELS = 16
 
 
@@ -200,16 +200,16 @@ def _build(
 def _register_all() -> None:
     _register_name_pattern(
         "shake_shake_{depth}_{branches}x{width}d with depth in "
-        + "{" + ", ".join(map(str, DEPTHS)) + "}, branches in "
-        + "{" + ", ".join(map(str, BRANCHES)) + "}, width in "
-        + "{" + ", ".join(map(str, WIDTHS)) + "}, optionally followed by _bnhead (e.g. shake_shake_26_2x64d, "
+        + "{" + ", ".join(map(str, MODEL_DEPTHS)) + "}, branches in "
+        + "{" + ", ".join(map(str, MODEL_BRANCHES)) + "}, width in "
+        + "{" + ", ".join(map(str, MODEL_WIDTHS)) + "}, optionally followed by _bnhead (e.g. shake_shake_26_2x64d, "
         "shake_shake_8_2x16d_bnhead)"
     )
-    for depth in DEPTHS:
-        for branches in BRANCHES:
-            for width in WIDTHS:
-                for head, suffix in HEADS.items():
-                    name = f"shake_shake_{depth}_{branches}x{width}d{suffix}"
+    for depth in MODEL_DEPTHS:
+        for branches in MODEL_BRANCHES:
+            for width in MODEL_WIDTHS:
+                for head in MODEL_HEADS:
+                    name = ModelArch(depth, width, branches, head).name
                     register_model(name)(partial(_build, depth, branches, width, head))
 
 

@@ -20,8 +20,9 @@ from typing import Any
 import optuna
 from ray.tune import Callback
 
-from hpscape.landscapes import SweepSpec
+from hpscape.landscapes import Facet, SweepSpec
 from hpscape.landscapes.record import (
+    SPEC_ATTR,
     Attr,
     enqueue_cells,
     list_sweep_studies,
@@ -29,6 +30,8 @@ from hpscape.landscapes.record import (
     open_study,
     running_trials,
     sqlite_file,
+    stored_spec,
+    study_key,
     sweep_summary,
 )
 from hpscape.workers.sweep.searcher import StudySearcher, settle
@@ -38,7 +41,6 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 
-SPEC_ATTR = "sweep_spec"
 MAX_RETRIES = 3  # a trial whose worker died is retried this often from its last checkpoint, then recorded as failed
 _PROGRESS_INTERVAL_S = 1.0
 
@@ -60,23 +62,33 @@ class SweepOutcome:
 
 
 def prepare_sweep(spec: SweepSpec, storage_url: str) -> dict[str, optuna.Study]:
-    """Create the per-variant studies and enqueue every grid (cell, seed) not yet recorded; safe to repeat."""
+    """Create the studies (one per variant and facet value) and enqueue every grid (cell, seed) not yet recorded.
+
+    Safe to repeat. Keyed by `study_key` ('sgdw', 'sgdw/schedule=step'), in the spec's order.
+    """
     storage = make_storage(storage_url)
     studies = {}
-    wanted = spec.model_dump(mode="json")
-    for variant in spec.variants:
-        studies[variant] = open_study(storage, spec.name, variant, sampler=_sampler(spec, variant))
-        recorded = studies[variant].user_attrs.get(SPEC_ATTR)
-        if recorded is not None and recorded != wanted:
-            differing = sorted(k for k in set(wanted) | set(recorded) if wanted.get(k) != recorded.get(k))
+    for index, (variant, facet) in enumerate(spec.studies()):
+        study = open_study(storage, spec.name, variant, facet, sampler=_sampler(spec, index))
+        recorded = stored_spec(study)
+        if study.user_attrs.get(SPEC_ATTR) is not None and recorded != spec:
+            theirs = recorded.model_dump(mode="json") if recorded is not None else study.user_attrs[SPEC_ATTR]
+            ours = spec.model_dump(mode="json")
+            differing = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
             raise SpecMismatch(
                 f"sweep {spec.name!r} is already recorded in this storage with a different spec "
                 f"(differs in: {', '.join(differing)}); give this one another name (--name) or another --storage"
             )
-        studies[variant].set_user_attr(SPEC_ATTR, wanted)  # lets `--resume NAME` find it
+        study.set_user_attr(SPEC_ATTR, spec.model_dump(mode="json"))  # lets `--resume NAME` find it
+        study.set_metric_names([spec.metric])  # optuna-dashboard then names the objective
         if spec.grid is not None:
-            enqueue_cells(studies[variant], spec.cells(variant), epochs_budget=spec.epochs)
+            enqueue_cells(study, spec.cells(variant), values_of=_values_of(spec, variant, facet))
+        studies[study_key(variant, facet)] = study
     return studies
+
+
+def _values_of(spec: SweepSpec, variant: str, facet: Facet | None):
+    return lambda cell: spec.trial_values(variant, cell.params, facet)
 
 
 def recorded_spec(storage_url: str, name: str) -> SweepSpec:
@@ -86,7 +98,10 @@ def recorded_spec(storage_url: str, name: str) -> SweepSpec:
     if not studies:
         known = sorted({s.study_name.split("/", 1)[0] for s in storage.get_all_studies()})
         raise LookupError(f"no sweep named {name!r} in {storage_url}; known sweeps: {', '.join(known) or 'none'}")
-    return SweepSpec.model_validate(next(iter(studies.values())).user_attrs[SPEC_ATTR])
+    spec = stored_spec(next(iter(studies.values())))
+    if spec is None:
+        raise LookupError(f"sweep {name!r} in {storage_url} has no spec this version of hpscape can read")
+    return spec
 
 
 def run_sweep(
@@ -106,23 +121,28 @@ def run_sweep(
     runs_dir = Path(runs_dir).resolve()
     storage_url = _absolute_sqlite(storage_url)  # Ray workers run in another directory
     studies = prepare_sweep(spec, storage_url)
-    orphans = [(variant, n) for variant, study in studies.items() for n in running_trials(study)]
+    orphans = [(key, n) for key, study in studies.items() for n in running_trials(study)]
     if orphans and not resume:
         raise SweepInterrupted(
             f"sweep {spec.name!r} has {len(orphans)} trial(s) left RUNNING by an earlier run; if that run is dead, "
             f"continue it with `hpscape run --resume {spec.name}` (they resume from their last checkpoint)"
         )
 
-    def make_config(variant: str, frozen: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    facets = {study_key(variant, facet): (variant, facet) for variant, facet in spec.studies()}
+
+    def make_config(key: str, frozen: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        variant, facet = facets[key]
         return {
             "sweep": spec.name,
+            "study": spec.study_name(variant, facet),
+            "key": key,
             "storage": storage_url,
             "runs_dir": str(runs_dir),
             "objective": spec.metric,
             "number": frozen.number,
             "threads": max(1, int(spec.resources.cpu)),
             "report_every_epoch": _uses_asha(spec),
-            "trial": trial_config(spec, variant, frozen, data_dir=data_dir),
+            "trial": trial_config(spec, variant, facet, frozen, data_dir=data_dir),
         }
 
     searcher = StudySearcher(spec, studies, make_config, orphans=orphans)
@@ -154,28 +174,31 @@ def run_sweep(
         searcher.cancelling = True
         raise
     _settle_leftovers(studies, searcher, results)
-    summary = sweep_summary(make_storage(storage_url), spec.name)
+    summary = sweep_summary(make_storage(storage_url), spec.name, spec.studies())
     if on_progress is not None:
         on_progress({"summary": summary, "spec": spec, "final": True, "elapsed_s": time.time() - started})
     return SweepOutcome(spec.name, summary, time.time() - started, len(searcher.dispatched))
 
 
 def trial_config(
-    spec: SweepSpec, variant: str, frozen: optuna.trial.FrozenTrial, *, data_dir: str | Path | None
+    spec: SweepSpec, variant: str, facet: Facet | None, frozen: optuna.trial.FrozenTrial, *,
+    data_dir: str | Path | None,
 ) -> dict[str, Any]:
-    """The TrialConfig (as a dict) of one claimed Optuna trial; a GPU trial takes the fast path."""
+    """The TrialConfig (as a dict) of one claimed Optuna trial; a GPU trial takes the fast path.
+
+    Its hyperparameters are those the record holds for it (written when it was enqueued or asked); a trial
+    recorded without them (hpscape 0.1) gets them from the spec and its params.
+    """
     fast = spec.resources.gpu > 0
+    values = frozen.user_attrs.get(Attr.HYPERPARAMETERS)
+    if not isinstance(values, dict):
+        values = spec.trial_values(variant, frozen.params, facet)
     return {
         "dataset": spec.dataset,
         "model": spec.model,
-        "label_noise": spec.label_noise,
         "variant": variant,
-        "lr": frozen.params["lr"],
-        "weight_decay": frozen.params["weight_decay"],
+        **values,
         "normalized_decay": spec.normalized_decay,
-        "epochs": spec.epochs,
-        "batch_size": spec.batch_size,
-        "schedule": spec.schedule,
         "seed": int(frozen.user_attrs[Attr.SEED]),
         "device": "cuda" if fast else "cpu",
         "precision": "bf16" if fast else "fp32",
@@ -186,7 +209,7 @@ def trial_config(
 
 
 def _trial_name(trial) -> str:
-    return f"{trial.config['trial']['variant']}-{trial.config['number']:05d}-{trial.trial_id}"
+    return f"{trial.config['key'].replace('/', '-')}-{trial.config['number']:05d}-{trial.trial_id}"
 
 
 def _settle_leftovers(studies: dict[str, optuna.Study], searcher: StudySearcher, results) -> None:
@@ -194,21 +217,21 @@ def _settle_leftovers(studies: dict[str, optuna.Study], searcher: StudySearcher,
     errors = {}
     for result in results:
         number = (result.config or {}).get("number")
-        variant = ((result.config or {}).get("trial") or {}).get("variant")
-        if number is not None and variant is not None:
-            errors[(variant, int(number))] = str(result.error) if result.error else False
-    for variant, number in searcher.dispatched:
-        outcome = settle(studies[variant], number, objective=searcher.metric,
-                         error=errors.get((variant, number), False), cancelled=searcher.cancelling)
+        key = (result.config or {}).get("key")
+        if number is not None and key is not None:
+            errors[(key, int(number))] = str(result.error) if result.error else False
+    for key, number in searcher.dispatched:
+        outcome = settle(studies[key], number, objective=searcher.metric,
+                         error=errors.get((key, number), False), cancelled=searcher.cancelling)
         if outcome not in ("recorded", "left running", "completed"):
-            log.warning("trial %s/%s #%d was %s after Ray finished it", studies[variant].study_name, variant,
-                        number, outcome)
+            log.warning("trial %s #%d was %s after Ray finished it", studies[key].study_name, number, outcome)
 
 
-def _sampler(spec: SweepSpec, variant: str) -> optuna.samplers.BaseSampler | None:
+def _sampler(spec: SweepSpec, index: int) -> optuna.samplers.BaseSampler | None:
+    """The Bayesian sampler of the `index`-th study (each its own seed), or None for a grid."""
     if spec.bayes is None:
         return None
-    seed = spec.seeds[0] + spec.variants.index(variant)
+    seed = spec.seeds[0] + index
     if spec.bayes.sampler == "gp":
         return optuna.samplers.GPSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, multivariate=True)
@@ -223,8 +246,8 @@ def _scheduler(spec: SweepSpec):
 
     if _uses_asha(spec):
         return ASHAScheduler(
-            time_attr="epoch", metric=spec.metric, mode="min", max_t=spec.epochs,
-            grace_period=max(1, spec.epochs // 9), reduction_factor=3,
+            time_attr="epoch", metric=spec.metric, mode="min", max_t=spec.max_epochs(),
+            grace_period=max(1, spec.max_epochs() // 9), reduction_factor=3,
         )
     return FIFOScheduler()
 
@@ -284,7 +307,7 @@ class _ProgressCallback(Callback):
             return
         self._last = now
         try:
-            summary = sweep_summary(self._storage, self._spec.name)
+            summary = sweep_summary(self._storage, self._spec.name, self._spec.studies())
         except Exception as exc:  # noqa: BLE001 - a display problem must not stop the sweep
             log.debug("progress poll failed: %s", exc)
             return

@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from hpscape.landscapes import SweepSpec
+from hpscape.landscapes import SweepSpec, parse_study_name
 from hpscape.landscapes.record import Attr, ask_bayes, claim_next, fail_trial, finish_trial, get_trial, stop_trial
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class StudySearcher(Searcher):
     def __init__(
         self,
         spec: SweepSpec,
-        studies: dict[str, optuna.Study],
+        studies: dict[str, optuna.Study],  # by study key ('sgdw', 'sgdw/schedule=step'), in spec order
         make_config: TrialConfigFactory,
         *,
         orphans: list[tuple[str, int]] = (),
@@ -39,7 +39,7 @@ class StudySearcher(Searcher):
         self._studies = studies
         self._make_config = make_config
         self._orphans = deque(orphans)
-        self._live: dict[str, tuple[str, int]] = {}  # Ray trial id -> (variant, Optuna trial number)
+        self._live: dict[str, tuple[str, int]] = {}  # Ray trial id -> (study key, Optuna trial number)
         self._exhausted: set[str] = set()
         self._turn = 0
         self.dispatched: list[tuple[str, int]] = []
@@ -52,26 +52,26 @@ class StudySearcher(Searcher):
         pick = self._orphans.popleft() if self._orphans else self._claim()
         if pick is None:
             return Searcher.FINISHED
-        variant, number = pick
+        key, number = pick
         self._live[trial_id] = pick
         self.dispatched.append(pick)
-        return self._make_config(variant, get_trial(self._studies[variant], number))
+        return self._make_config(key, get_trial(self._studies[key], number))
 
     def _claim(self) -> tuple[str, int] | None:
-        """Round-robin over the variants, so every panel of the landscape fills at the same pace."""
-        variants = [v for v in self._spec.variants if v not in self._exhausted]
-        for offset in range(len(variants)):
-            variant = variants[(self._turn + offset) % len(variants)]
-            number = self._next_number(variant)
+        """Round-robin over the studies, so every panel of the landscape fills at the same pace."""
+        keys = [k for k in self._studies if k not in self._exhausted]
+        for offset in range(len(keys)):
+            key = keys[(self._turn + offset) % len(keys)]
+            number = self._next_number(key)
             if number is None:
-                self._exhausted.add(variant)
+                self._exhausted.add(key)
                 continue
-            self._turn = (self._turn + offset + 1) % max(1, len(variants))
-            return variant, number
+            self._turn = (self._turn + offset + 1) % max(1, len(keys))
+            return key, number
         return None
 
-    def _next_number(self, variant: str) -> int | None:
-        study = self._studies[variant]
+    def _next_number(self, key: str) -> int | None:
+        study = self._studies[key]
         if self._spec.grid is not None:
             return claim_next(study)
         bayes = self._spec.bayes
@@ -79,10 +79,9 @@ class StudySearcher(Searcher):
         if len(asked) >= bayes.n_trials:
             return None
         seed = self._spec.seeds[len(asked) % len(self._spec.seeds)]
-        return ask_bayes(
-            study, lr_range=tuple(bayes.lr), wd_range=tuple(bayes.weight_decay), seed=seed,
-            epochs_budget=self._spec.epochs,
-        )
+        _, variant, facet = parse_study_name(study.study_name)
+        return ask_bayes(study, ranges=bayes.ranges, seed=seed,
+                         values_of=lambda cell: self._spec.trial_values(variant, cell.params, facet))
 
     # --- settling what the worker could not record ------------------------------------------------------------------
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:

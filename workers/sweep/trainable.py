@@ -1,8 +1,9 @@
 """The Ray Tune trainable: one claimed Optuna trial, trained with `train_trial`, recorded epoch by epoch.
 
-The worker writes to the study itself (intermediate value and attributes after every epoch, `tell` at the end), so a
-record never depends on Ray delivering a callback to the driver: an error while writing fails the Ray trial, and
-FailureConfig retries it from its last checkpoint, which writes the record again (every write is idempotent).
+The worker writes to the study itself (intermediate value, attributes and the whole history after every epoch,
+the final state at the end), so a record never depends on Ray delivering a callback to the driver: an error while
+writing fails the Ray trial, and FailureConfig retries it from its last checkpoint, which writes the record again
+(every write is idempotent).
 """
 
 from __future__ import annotations
@@ -14,15 +15,25 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from hpscape.landscapes.record import Attr, finish_trial, make_storage, open_study, record_epoch
+from hpscape.landscapes.record import (
+    Attr,
+    finish_trial,
+    get_trial,
+    make_storage,
+    record_epoch,
+    set_trial_attrs,
+)
 
 RAY_NODE_ATTR = "ray_node"  # the Ray node id (hex) of the worker that trains the trial, next to Attr.WORKER
 _STORAGES: dict[str, Any] = {}  # one connection pool per worker process, reused by actors that run several trials
+# What the record keeps of each epoch, beside the history: the metrics as attrs (the last epoch's stay).
+_EPOCH_ATTRS = ("test_error", "test_loss", "train_loss", "train_error", "images_per_s", "epoch_seconds", "diverged")
 
 
-def checkpoint_dir_for(runs_dir: str | Path, sweep: str, variant: str, number: int) -> Path:
-    """Stable per-trial checkpoint directory: a retry or a resumed sweep finds the same one."""
-    return Path(runs_dir) / sweep / "checkpoints" / variant / f"trial-{number:05d}"
+def checkpoint_dir_for(runs_dir: str | Path, sweep: str, key: str, number: int) -> Path:
+    """Stable per-trial checkpoint directory (`key` is 'sgdw' or 'sgdw/schedule=step'): a retry or a resumed
+    sweep finds the same one."""
+    return Path(runs_dir) / sweep / "checkpoints" / key / f"trial-{number:05d}"
 
 
 def _storage(url: str):
@@ -33,6 +44,7 @@ def _storage(url: str):
 
 def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable. `config` is what `StudySearcher.suggest` produced."""
+    import optuna
     import torch
     from ray import tune
 
@@ -41,17 +53,17 @@ def run_trial(config: dict[str, Any]) -> None:
     torch.set_num_threads(int(config.get("threads", 1)))  # the trial's CPU share, so parallel trials do not contend
     trial = TrialConfig(**config["trial"])
     objective = config["objective"]
-    study = open_study(_storage(config["storage"]), config["sweep"], trial.variant, create=False)
+    study = optuna.load_study(study_name=config["study"], storage=_storage(config["storage"]))
     number = int(config["number"])
-    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    study._storage.set_trial_user_attr(trial_id, Attr.WORKER, f"{socket.gethostname()}:{os.getpid()}")
-    # Which Ray node trains it: on a cluster, a retried trial shows the node it moved to.
-    study._storage.set_trial_user_attr(trial_id, RAY_NODE_ATTR, _ray_node_id())
+    # Which process and Ray node trains it: on a cluster, a retried trial shows the node it moved to.
+    set_trial_attrs(study, number, {Attr.WORKER: f"{socket.gethostname()}:{os.getpid()}",
+                                    RAY_NODE_ATTR: _ray_node_id()})
 
     started = time.perf_counter()
     # Wall time accumulates over retries: a resumed worker adds its time to what its predecessors recorded.
-    earlier_wall_s = float(study._storage.get_trial(trial_id).user_attrs.get(Attr.WALL_S) or 0.0)
+    earlier_wall_s = float(get_trial(study, number).user_attrs.get(Attr.WALL_S) or 0.0)
     first_epoch: list[int] = []
+    history: list[dict[str, Any]] = []
 
     def values_of(metrics) -> dict[str, float]:
         return {**_metric_values(metrics), "wall_s": earlier_wall_s + time.perf_counter() - started}
@@ -59,24 +71,28 @@ def run_trial(config: dict[str, Any]) -> None:
     def on_epoch(metrics) -> None:
         if not first_epoch:  # the first epoch this worker trains tells whether it resumed from a checkpoint
             first_epoch.append(metrics.epoch)
-            study._storage.set_trial_user_attr(trial_id, Attr.RESUMED_FROM_EPOCH, metrics.epoch - 1)
+            set_trial_attrs(study, number, {Attr.RESUMED_FROM_EPOCH: metrics.epoch - 1})
+        history.append(asdict(metrics))
         values = values_of(metrics)
-        record_epoch(study, number, metrics.epoch, values, objective=objective)
-        if metrics.epoch == trial.epochs or metrics.diverged:
+        record_epoch(study, number, metrics.epoch, values, objective=objective, history=history)
+        final = metrics.epoch == trial.epochs or metrics.diverged
+        if final:
             # Finish before the last report: a scheduler may stop the trial the moment it sees the final epoch.
             finish_trial(study, number, values, objective=objective, diverged=metrics.diverged)
-        final = metrics.epoch == trial.epochs or metrics.diverged
         if config.get("report_every_epoch", True) or final:
             # Each report waits for the driver to take it; only a scheduler (ASHA) needs one per epoch, since
             # the study already holds every epoch.
             tune.report({"epoch": metrics.epoch, "number": number, **values})
 
-    def on_resume(history) -> None:
-        # A worker killed between a checkpoint and its record left that epoch unrecorded: record it now.
-        for metrics in history:
-            record_epoch(study, number, metrics.epoch, _metric_values(metrics), objective=objective)
+    def on_resume(restored) -> None:
+        # A worker killed between a checkpoint and its record left that epoch unrecorded: record it now, with the
+        # checkpoint's history, so the record holds exactly the epochs the model went through.
+        history[:] = [asdict(m) for m in restored]
+        for metrics in restored:
+            record_epoch(study, number, metrics.epoch, _metric_values(metrics), objective=objective,
+                         history=history[: metrics.epoch])
 
-    checkpoint_dir = checkpoint_dir_for(config["runs_dir"], config["sweep"], trial.variant, number)
+    checkpoint_dir = checkpoint_dir_for(config["runs_dir"], config["sweep"], config["key"], number)
     result = train_trial(trial, on_epoch=on_epoch, on_resume=on_resume, checkpoint_dir=checkpoint_dir)
     finish_trial(study, number, values_of(result.final), objective=objective, diverged=result.diverged)
 
@@ -91,12 +107,4 @@ def _ray_node_id() -> str | None:
 
 def _metric_values(metrics) -> dict[str, float]:
     values = asdict(metrics)
-    return {
-        "test_error": values["test_error"],
-        "test_loss": values["test_loss"],
-        "train_loss": values["train_loss"],
-        "train_error": values["train_error"],
-        "images_per_s": values["images_per_s"],
-        "epoch_seconds": values["epoch_seconds"],
-        "diverged": float(values["diverged"]),
-    }
+    return {name: float(values[name]) for name in _EPOCH_ATTRS}

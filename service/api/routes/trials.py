@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from hpscape.service.api.deps import OptunaDep, SweepDep
 from hpscape.service.api.schemas import ErrorOut, SweepExport, TrialList, TrialStateName
-from hpscape.service.api.views import sweep_out, sweep_trials
+from hpscape.service.api.views import row_spec, sweep_out, sweep_trials
 from hpscape.service.progress import trials_csv
 
 router = APIRouter(prefix="/api/v1/sweeps", tags=["trials"])
@@ -41,7 +41,7 @@ def get_trials(
 def export_csv(row: SweepDep, storage: OptunaDep) -> Response:
     """Every trial of the sweep as CSV, one row per trial (sweep id and variant first)."""
     rows = [t.model_dump() for t in sweep_trials(storage, row)]
-    text = trials_csv(rows, extra={"sweep_id": row.id})
+    text = trials_csv(rows, row_spec(row).swept_axes, extra={"sweep_id": row.id})
     return Response(text, media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{row.record_name}.csv"'})
 

@@ -1,0 +1,189 @@
+"""The one place that uses Optuna's private internals, and why.
+
+Everything else in hpscape goes through Optuna's public API (studies, `BaseStorage` methods, FrozenTrial). Three
+things cannot, and live here so that an Optuna upgrade breaks one module and `tests/test_optuna_internals.py`
+says which assumption failed:
+
+1. A study's storage and id (`Study._storage`, `Study._study_id`): Optuna has no public accessor, and the record
+   layer writes to trials by number from processes that did not create them (driver, Ray workers, service).
+2. An atomic claim on SQLite: SQLite ignores ``SELECT ... FOR UPDATE``, so Optuna's state change reads and writes
+   in two steps and two processes can both claim one trial; one conditional UPDATE on the `trials` table is atomic.
+3. Reads of many trials at once: loading FrozenTrials reads every epoch of every trial (a 10 000-trial study takes
+   seconds); landscapes and summaries need a few columns, which SQL over Optuna's tables gives in milliseconds.
+   Every name spliced into that SQL is an integer or one of hpscape's own constant names (see `literal`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages._rdb import models as _rdb_models
+from optuna.study import Study
+from optuna.trial import FrozenTrial
+
+__all__ = [
+    "STORED_SPECIAL",
+    "claim_sqlite",
+    "count_sql",
+    "fetch",
+    "frozen_trial_id",
+    "literal",
+    "rdb_backend",
+    "storage_of",
+    "study_id_of",
+    "summary_rows",
+    "trial_columns_sql",
+]
+
+# Optuna stores +-inf (and NaN for intermediate values) as NULL with a type tag.
+STORED_SPECIAL = {"INF_POS": math.inf, "INF_NEG": -math.inf, "NAN": math.nan}
+
+
+def storage_of(study: Study) -> BaseStorage:
+    return study._storage
+
+
+def study_id_of(study: Study) -> int:
+    return study._study_id
+
+
+def frozen_trial_id(trial: FrozenTrial) -> int:
+    """The storage id of a trial read from the storage (FrozenTrial keeps it, privately)."""
+    return trial._trial_id
+
+
+def rdb_backend(storage: BaseStorage) -> RDBStorage | None:
+    """The RDBStorage behind `storage` (a cached wrapper holds it as `_backend`), or None."""
+    backend = getattr(storage, "_backend", storage)
+    return backend if isinstance(backend, RDBStorage) else None
+
+
+def claim_sqlite(backend: RDBStorage, trial_id: int) -> bool:
+    """Move trial `trial_id` from WAITING to RUNNING in one statement; False if another process won."""
+    if hasattr(_rdb_models.TrialModel, "_datetime_start_utc"):  # Optuna >= 5 stores naive UTC
+        started = datetime.now(timezone.utc).replace(tzinfo=None)
+    else:
+        started = datetime.now()
+    with backend.engine.begin() as connection:
+        result = connection.exec_driver_sql(
+            "UPDATE trials SET state = 'RUNNING', datetime_start = ? WHERE trial_id = ? AND state = 'WAITING'",
+            (started.strftime("%Y-%m-%d %H:%M:%S.%f"), trial_id),
+        )
+        return result.rowcount == 1
+
+
+def literal(value: str | int, allowed: Iterable[str]) -> str:
+    """An SQL literal for a name in `allowed` or an integer; nothing else is ever spliced into a query."""
+    if isinstance(value, bool):
+        raise ValueError(f"not an SQL literal: {value!r}")
+    if isinstance(value, int):
+        return str(int(value))
+    if value not in set(allowed):
+        raise ValueError(f"{value!r} is not a name hpscape queries")
+    return f"'{value}'"
+
+
+def fetch(backend: RDBStorage, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of `sql` on the raw DB-API cursor: building SQLAlchemy rows costs more than the query itself."""
+    with backend.engine.connect() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+
+def trial_columns_sql(
+    *,
+    study_id: str,
+    y: str,
+    x: str,
+    value_from: str,
+    value_key: str,
+    epochs_done: str,
+    diverged: str,
+) -> str:
+    """One row per trial: id, number, state, the two params, a value and its type tag, an attr, two flags.
+
+    `value_from` picks the value: "final" (the objective, and the user attr `value_key`), "intermediate" (the
+    intermediate value at step `value_key`) or "attr" (the raw JSON of user attr `value_key`, e.g. the history).
+    The LEFT JOINs are index lookups on Optuna's (trial_id, key) constraints. All arguments are `literal`s.
+    """
+    if value_from == "final":
+        measured = ("v.value, v.value_type, m.value_json",
+                    "LEFT JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0\n"
+                    f"LEFT JOIN trial_user_attributes m ON m.trial_id = t.trial_id AND m.key = {value_key}")
+    elif value_from == "intermediate":
+        measured = ("iv.intermediate_value, iv.intermediate_value_type, NULL",
+                    "LEFT JOIN trial_intermediate_values iv ON iv.trial_id = t.trial_id "
+                    f"AND iv.step = {value_key}")
+    elif value_from == "attr":
+        measured = ("NULL, NULL, m.value_json",
+                    f"LEFT JOIN trial_user_attributes m ON m.trial_id = t.trial_id AND m.key = {value_key}")
+    else:
+        raise ValueError(f"unknown value source {value_from!r}")
+    return f"""
+SELECT t.trial_id, t.number, t.state, py.param_value, px.param_value, {measured[0]}, dv.value_json, ed.value_json
+FROM trials t
+LEFT JOIN trial_params py ON py.trial_id = t.trial_id AND py.param_name = {y}
+LEFT JOIN trial_params px ON px.trial_id = t.trial_id AND px.param_name = {x}
+{measured[1]}
+LEFT JOIN trial_user_attributes dv ON dv.trial_id = t.trial_id AND dv.key = {diverged}
+LEFT JOIN trial_user_attributes ed ON ed.trial_id = t.trial_id AND ed.key = {epochs_done}
+WHERE t.study_id = {study_id}"""
+
+
+# The trials that may have changed since the last read: unfinished now, new, or unfinished before.
+CHANGED_SQL = " AND (t.state NOT IN ('COMPLETE', 'PRUNED', 'FAIL') OR t.trial_id > {max_id} OR t.trial_id IN ({prev}))"
+
+
+def count_sql(study_id: int) -> str:
+    return f"SELECT COUNT(*) FROM trials WHERE study_id = {int(study_id)}"
+
+
+def summary_rows(
+    backend: RDBStorage, study_ids: Sequence[int], *, diverged_key: str, seed_key: str
+) -> tuple[list[tuple[int, str, int]], list[tuple[int, int]], list[tuple[int, int, float, str | None]],
+           list[tuple[int, str, float]]]:
+    """What a sweep summary needs, in four aggregate queries over `study_ids`.
+
+    Returns (study_id, state, count) rows; (study_id, diverged count) rows; the best healthy COMPLETE trial per
+    study as (study_id, number, value, seed JSON); and that trial's params as (trial_id-free) (study_id, name,
+    value) rows. Ties on the value go to the lower trial number, as in `summarize_trials`.
+    """
+    if not study_ids:
+        return [], [], [], []
+    ids = ",".join(str(int(i)) for i in study_ids)
+    flagged = (f"EXISTS (SELECT 1 FROM trial_user_attributes a WHERE a.trial_id = t.trial_id "
+               f"AND a.key = {diverged_key} AND a.value_json = 'true')")
+    counts = [(int(s), str(getattr(state, "name", state)), int(n)) for s, state, n in fetch(
+        backend, f"SELECT t.study_id, t.state, COUNT(*) FROM trials t WHERE t.study_id IN ({ids}) "
+                 "GROUP BY t.study_id, t.state")]
+    diverged = [(int(s), int(n)) for s, n in fetch(
+        backend, f"SELECT t.study_id, COUNT(*) FROM trials t WHERE t.study_id IN ({ids}) "
+                 f"AND t.state = 'COMPLETE' AND {flagged} GROUP BY t.study_id")]
+    ranked = f"""
+SELECT study_id, trial_id, number, value FROM (
+  SELECT t.study_id, t.trial_id, t.number, v.value,
+         ROW_NUMBER() OVER (PARTITION BY t.study_id ORDER BY v.value, t.number) AS rank
+  FROM trials t JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0
+  WHERE t.study_id IN ({ids}) AND t.state = 'COMPLETE' AND v.value IS NOT NULL AND NOT {flagged}
+) ranked WHERE rank = 1"""
+    best_rows = fetch(backend, ranked)
+    best: list[tuple[int, int, float, str | None]] = []
+    params: list[tuple[int, str, float]] = []
+    if best_rows:
+        trial_ids = ",".join(str(int(row[1])) for row in best_rows)
+        study_of = {int(row[1]): int(row[0]) for row in best_rows}
+        seeds = dict(fetch(backend, f"SELECT trial_id, value_json FROM trial_user_attributes "
+                                    f"WHERE trial_id IN ({trial_ids}) AND key = {seed_key}"))
+        best = [(int(s), int(n), float(v), seeds.get(t)) for s, t, n, v in best_rows]
+        # A float/int distribution stores the value itself in param_value.
+        params = [(study_of[int(t)], str(name), float(value)) for t, name, value in fetch(
+            backend, f"SELECT trial_id, param_name, param_value FROM trial_params WHERE trial_id IN ({trial_ids})")]
+    return counts, diverged, best, params
