@@ -64,13 +64,13 @@ def seed(storage: str, sweeps: int) -> tuple[str, str]:
     for variant in spec.variants:
         study = open_study(optuna_storage, row.record_name, variant)
         cells = spec.cells(variant)
-        distributions = {"lr": FloatDistribution(min(c.lr for c in cells), max(c.lr for c in cells), log=True),
-                         "weight_decay": FloatDistribution(0.0, max(c.weight_decay for c in cells))}
+        distributions = {"lr": FloatDistribution(min(c.y for c in cells), max(c.y for c in cells), log=True),
+                         "weight_decay": FloatDistribution(min(c.x for c in cells), max(c.x for c in cells), log=True)}
         for cell in cells:
             curve = {epoch: 2.3 / epoch + rng.random() * 0.1 for epoch in range(1, spec.epochs + 1)}
             final = curve[spec.epochs]
             study.add_trial(create_trial(
-                state=TrialState.COMPLETE, value=final, params={"lr": cell.lr, "weight_decay": cell.weight_decay},
+                state=TrialState.COMPLETE, value=final, params=cell.params,
                 distributions=distributions, intermediate_values=curve,
                 user_attrs={Attr.VARIANT: variant, Attr.SEED: cell.seed, Attr.CELL: cell.key,
                             Attr.EPOCHS_BUDGET: spec.epochs, Attr.EPOCHS_DONE: spec.epochs, Attr.DIVERGED: False,

@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 from optuna.distributions import FloatDistribution  # noqa: E402
 from sqlalchemy import select  # noqa: E402
+from test_landscape import bulk_add_trials, make_trial, synthetic_error  # noqa: E402
 
 from hpscape.dashboards import landscape_payload  # noqa: E402
 from hpscape.landscapes import (  # noqa: E402
@@ -41,15 +42,16 @@ from hpscape.landscapes import (  # noqa: E402
     build_sweep_landscapes,
     clear_landscape_cache,
     coupling_metrics,
+    get_preset,
     list_sweep_studies,
+    lr_by_family,
     make_storage,
     open_study,
 )
-from test_landscape import bulk_add_trials, make_trial, synthetic_error  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-VARIANTS = ["sgd", "sgdw", "adam", "adamw"]
+VARIANTS = list(get_preset("fig2").variants)  # Figure 2's four panels
 EPOCHS = 10
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -62,7 +64,7 @@ def _grid_spec(name: str, trials: int) -> dict[str, Any]:
     return {
         "name": name, "dataset": "synthetic", "model": "shake_shake_8_2x16d", "variants": VARIANTS,
         "epochs": EPOCHS, "batch_size": 64, "metric": "test_error", "seeds": list(range(seeds)),
-        "grid": {"lr": {v: [lr * (0.1 if v.startswith("adam") else 1.0) for lr in lrs] for v in VARIANTS},
+        "grid": {"lr": lr_by_family(VARIANTS, lrs),
                  "weight_decay": [0.0] + [0.001 * 2.0**k for k in range(-10, 9)]},
     }
 
@@ -79,7 +81,7 @@ def _trials_for(spec: dict[str, Any], variant: str, count: int, rng: np.random.G
     # The spec dict is used as is (40 000 trials exceed a validated spec's limit; the landscape reads raw JSON).
     if "grid" in spec:
         lrs, wds = spec["grid"]["lr"][variant], spec["grid"]["weight_decay"]
-        cells = [Cell(lr, wd, s) for lr in lrs for wd in wds for s in spec["seeds"]][:count]
+        cells = [Cell(lr, wd, s) for lr in lrs for wd in wds for s in spec["seeds"]][:count]  # (lr, weight_decay)
         dists = {"lr": FloatDistribution(min(lrs), max(lrs), log=True), "weight_decay": FloatDistribution(0.0, max(wds))}
     else:
         lo, hi = spec["bayes"]["lr"], spec["bayes"]["weight_decay"]
@@ -89,7 +91,7 @@ def _trials_for(spec: dict[str, Any], variant: str, count: int, rng: np.random.G
     states = rng.choice(["done", "running", "diverged"], size=len(cells), p=[0.97, 0.02, 0.01])
     return [
         make_trial(variant, cell, state=str(state), epochs=EPOCHS, distributions=dists,
-                   value=synthetic_error(variant, cell.lr, cell.weight_decay) + 0.001 * float(rng.standard_normal()))
+                   value=synthetic_error(variant, cell.y, cell.x) + 0.001 * float(rng.standard_normal()))
         for cell, state in zip(cells, states)
     ]
 
@@ -135,7 +137,7 @@ def measure_server(storage: Any, name: str, repeats: int) -> dict[str, list[floa
     rows["read + aggregate, cold (every trial)"], lands = _time(cold(lambda: build_sweep_landscapes(storage, name)),
                                                                 repeats)
     rows["read + aggregate, warm (changes only)"], _ = _time(lambda: build_sweep_landscapes(storage, name), repeats)
-    rows["coupling metrics"], _ = _time(lambda: {v: coupling_metrics(l) for v, l in lands.items()}, repeats)
+    rows["coupling metrics"], _ = _time(lambda: {v: coupling_metrics(land) for v, land in lands.items()}, repeats)
     rows["landscape JSON, cold"], _ = _time(cold(lambda: payload(False)), repeats)
     rows["landscape JSON, warm (target <= 300)"], text = _time(lambda: payload(False), repeats)
     rows["  ... JSON size (kB)"] = [len(text) / 1000]
@@ -265,9 +267,10 @@ def main() -> None:
     for name, _ in sweeps:
         _print(f"{name}: through the controller", measure_http(app, ids[name], args.repeats))
     if args.browser:
-        from hpscape.landscapes import get_preset
         from test_dashboard import fig2_state
         from test_landscape import seed_sweep
+
+        from hpscape.landscapes import get_preset
 
         fig2 = get_preset("fig2", seeds=[0, 1], epochs=20, name="bench-fig2")
         if not list_sweep_studies(storage, "bench-fig2"):

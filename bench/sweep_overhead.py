@@ -41,10 +41,10 @@ def _configs(spec) -> list[dict]:
 
     class _Frozen:  # what trial_config reads from an Optuna trial
         def __init__(self, cell):
-            self.params = {"lr": cell.lr, "weight_decay": cell.weight_decay}
+            self.params = cell.params
             self.user_attrs = {"seed": cell.seed}
 
-    return [trial_config(spec, v, _Frozen(c), data_dir=None) for v in spec.variants for c in spec.cells(v)]
+    return [trial_config(spec, v, None, _Frozen(c), data_dir=None) for v in spec.variants for c in spec.cells(v)]
 
 
 def main() -> None:
@@ -58,9 +58,10 @@ def main() -> None:
     from hpscape.workers.sweep import run_sweep
 
     quick = get_preset("quick")
-    variants = quick.variants[:2]  # sgd and sgdw
+    variants = quick.variants[:2]  # the SGD pair
     # The first --lr-rows rows of the quick grid, every weight decay column, for two variants.
-    grid = {"lr": {v: quick.lr_values(v)[: args.lr_rows] for v in variants}, "weight_decay": quick.grid.weight_decay}
+    grid = {"lr": {v: quick.axis_values("lr", v)[: args.lr_rows] for v in variants},
+            "weight_decay": quick.axis_values("weight_decay", variants[0])}
     spec = quick.replace(name=f"overhead-{int(time.time())}", variants=variants, grid=grid,
                          **({"epochs": args.epochs} if args.epochs else {}))
     configs = _configs(spec)

@@ -22,6 +22,7 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from hpscape.landscapes.variants import DEFAULT_VARIANT  # noqa: E402
 from hpscape.workers.data import Augmentation, DeviceDataset  # noqa: E402
 from hpscape.workers.train import TrialConfig, resolve_device, train_trial  # noqa: E402
 
@@ -69,7 +70,7 @@ def main() -> None:
     device = resolve_device(args.device)
     images = args.images or (25_600 if device.type == "cuda" else 1024)
     data = random_dataset(args.shape, images, device)
-    common = dict(model=args.model, dataset=data.name, variant="sgdw", lr=0.05, weight_decay=5e-4,
+    common = dict(model=args.model, dataset=data.name, variant=DEFAULT_VARIANT, lr=0.05, weight_decay=5e-4,
                   epochs=args.epochs, batch_size=args.batch_size, device=str(device))
     wanted = set(args.paths.split(","))
     unknown = wanted - {"eager", "bf16", "fast"}

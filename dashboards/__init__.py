@@ -1,14 +1,17 @@
 """Figures and pages for the landscapes: the Figure 2 view, exports, and the HTML the service serves.
 
-Builds on `landscapes` (Landscape objects in, plotly dicts / HTML / CSV out); no database I/O.
+Builds on `landscapes` (Landscape objects in, plotly dicts / HTML / CSV out); no database I/O. Variants, their
+labels and pairs come from the registry (`hpscape.landscapes.variants`), axes and their titles from each
+landscape's `LandscapeAxis`.
 """
 
-from .export import CSV_COLUMNS, grid_csv, grid_json, landscape_html, standalone_html
-from .figures import PAIRS, difference, panel_rows, sweep_figure
+from .export import csv_columns, grid_csv, grid_json, landscape_html, standalone_html
+from .figures import sweep_figure
 from .format import (
     FIG2_CLIP,
-    VARIANT_LABELS,
     axis_ticks,
+    axis_title,
+    coordinate,
     default_clip,
     format_value,
     is_error_metric,
@@ -23,17 +26,21 @@ from .pages import (
     sweep_page_html,
 )
 from .payload import landscape_payload, sweep_progress
+from .rows import FigureRow, difference, figure_rows
+from .traces import panel_name
 
 __all__ = [
-    "CSV_COLUMNS",
     "FIG2_CLIP",
-    "PAIRS",
     "STATIC_DIR",
     "STATIC_FILES",
-    "VARIANT_LABELS",
+    "FigureRow",
     "axis_ticks",
+    "axis_title",
+    "coordinate",
+    "csv_columns",
     "default_clip",
     "difference",
+    "figure_rows",
     "format_value",
     "grid_csv",
     "grid_json",
@@ -41,7 +48,7 @@ __all__ = [
     "landscape_html",
     "landscape_payload",
     "metric_label",
-    "panel_rows",
+    "panel_name",
     "plotly_js_path",
     "standalone_html",
     "static_path",

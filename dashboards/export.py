@@ -17,23 +17,18 @@ from hpscape.landscapes import CouplingMetrics, Landscape, coupling_metrics
 from .figures import sweep_figure
 from .format import default_clip
 
-__all__ = ["CSV_COLUMNS", "grid_csv", "grid_json", "landscape_html", "standalone_html"]
+__all__ = ["csv_columns", "grid_csv", "grid_json", "landscape_html", "standalone_html"]
 
-CSV_COLUMNS = (
-    "variant",
-    "metric",
-    "epoch",
-    "lr",
-    "weight_decay",
-    "mean",
-    "std",
-    "n",
-    "count",
-    "n_diverged",
-    "state",
-    "budget",
-    "trials",
-)
+# The columns around the two axis columns (named after the swept axes, e.g. lr and weight_decay, beta1 and beta2).
+_CSV_HEAD = ("variant", "facet", "metric", "epoch")
+_CSV_TAIL = ("mean", "std", "n", "count", "n_diverged", "state", "budget", "trials")
+# When there is no landscape to take them from (a sweep that has not started) and the caller gives none.
+_NO_AXES = ("y", "x")
+
+
+def csv_columns(y_axis: str, x_axis: str) -> tuple[str, ...]:
+    """The header of `grid_csv`: variant, facet, metric, epoch, <y axis>, <x axis>, mean, std, n, ..."""
+    return (*_CSV_HEAD, y_axis, x_axis, *_CSV_TAIL)
 
 
 def standalone_html(figure: Mapping[str, Any], *, title: str = "hpscape landscape") -> str:
@@ -65,12 +60,13 @@ def landscape_html(
     """The Figure 2 view of `landscapes` with coupling metrics, as one offline HTML file.
 
     `clip` None takes `default_clip` (Figure 2's range for CIFAR-10 test error, else the measured spread).
-    `coupling` None computes the metrics; pass them when the caller has them already.
+    `coupling` None computes the metrics (keyed by study key, like `landscapes`); pass them when the caller has
+    them already.
     """
     metric = next(iter(landscapes.values())).metric if landscapes else "test_error"
     used = clip or default_clip(landscapes.values(), metric, dataset=dataset)
     if coupling is None:
-        coupling = {v: coupling_metrics(l) for v, l in landscapes.items()}
+        coupling = {key: coupling_metrics(land) for key, land in landscapes.items()}
     figure = sweep_figure(landscapes, clip=used, coupling=coupling, show_model=show_model, width=1300)
     return standalone_html(figure, title=title)
 
@@ -79,22 +75,38 @@ def _number(value: float) -> str:
     return "" if not math.isfinite(value) else repr(float(value))
 
 
-def grid_csv(landscapes: Mapping[str, Landscape]) -> str:
-    """One row per cell and variant (columns `CSV_COLUMNS`); empty fields where there is no value."""
+def _shared_axes(landscapes: Mapping[str, Landscape], axes: tuple[str, str] | None) -> tuple[str, str]:
+    found = {(land.y.name, land.x.name) for land in landscapes.values()}
+    if axes is not None:
+        found.add(tuple(axes))  # type: ignore[arg-type]
+    if len(found) > 1:
+        raise ValueError(f"one CSV holds one sweep, whose landscapes share their axes; got {sorted(found)}")
+    return next(iter(found)) if found else _NO_AXES
+
+
+def grid_csv(landscapes: Mapping[str, Landscape], *, axes: tuple[str, str] | None = None) -> str:
+    """One row per cell and study (columns `csv_columns`); empty fields where there is no value.
+
+    The two axis columns are named after the landscapes' axes (all of one sweep share them); `axes` names them
+    when there is no landscape yet (the spec's `swept_axes`). ValueError for landscapes with different axes.
+    """
+    y_name, x_name = _shared_axes(landscapes, axes)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for variant, landscape in landscapes.items():
+    writer.writerow(csv_columns(y_name, x_name))
+    for landscape in landscapes.values():
         epoch = "" if landscape.epoch is None else str(landscape.epoch)
-        for i, lr in enumerate(landscape.lr):
-            for j, wd in enumerate(landscape.weight_decay):
+        facet = "" if landscape.facet is None else landscape.facet.label
+        for i, y in enumerate(landscape.y.values):
+            for j, x in enumerate(landscape.x.values):
                 writer.writerow(
                     [
-                        variant,
+                        landscape.variant,
+                        facet,
                         landscape.metric,
                         epoch,
-                        repr(float(lr)),
-                        repr(float(wd)),
+                        repr(float(y)),
+                        repr(float(x)),
                         _number(landscape.mean[i, j]),
                         _number(landscape.std[i, j]),
                         int(landscape.n[i, j]),
@@ -109,9 +121,6 @@ def grid_csv(landscapes: Mapping[str, Landscape]) -> str:
 
 
 def grid_json(landscapes: Mapping[str, Landscape]) -> str:
-    """The aggregated grids and coupling metrics of every variant, as one JSON document."""
-    body = {
-        variant: {**l.to_dict(), "coupling": coupling_metrics(l).to_dict()}
-        for variant, l in landscapes.items()
-    }
+    """The aggregated grids (`Landscape.to_dict`) and coupling metrics of every study, keyed by study key."""
+    body = {key: {**land.to_dict(), "coupling": coupling_metrics(land).to_dict()} for key, land in landscapes.items()}
     return json.dumps(body, allow_nan=False)

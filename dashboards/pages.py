@@ -23,6 +23,7 @@ __all__ = [
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # The files the pages load, with their media types; nothing else is served from STATIC_DIR.
 STATIC_FILES: dict[str, str] = {
+    "api.js": "text/javascript; charset=utf-8",  # what both pages share: token, requests, errors, the token form
     "hpscape.css": "text/css; charset=utf-8",
     "sweep.js": "text/javascript; charset=utf-8",
     "sweeps.js": "text/javascript; charset=utf-8",
@@ -55,6 +56,18 @@ def _config_script(config: dict[str, Any]) -> str:
     return f'<script id="hpscape-config" type="application/json">{payload}</script>'
 
 
+# Both pages ask for a token the same way; api.js shows the form on a 401 and stores what is typed.
+_AUTH_FORM = """<form id="auth" class="auth" hidden onsubmit="return false">
+  This server needs an API token to read sweeps:
+  <input id="token" type="password" size="40" placeholder="token" autocomplete="off">
+  <button id="token-save" type="submit">use token</button>
+</form>"""
+
+
+def _script(static_base: str, name: str) -> str:
+    return f'<script src="{escape(static_base)}/{name}"></script>'
+
+
 def _head(title: str, static_base: str) -> str:
     """Everything up to (not including) the closing </head>."""
     return (
@@ -80,12 +93,14 @@ def sweep_page_html(
         "pages": pages_base,
         "poll_ms": int(poll_seconds * 1000),
     }
-    # sweep.js comes first so that its landscape request overlaps plotly.js's compilation.
+    # sweep.js (after api.js, which it uses) comes before plotly.js, so that its landscape request overlaps
+    # plotly.js's compilation.
     head = _head(f"hpscape · {sweep_id}", static_base)
     scripts = (
         _config_script(config)
-        + f'<script src="{escape(static_base)}/sweep.js"></script>'
-        + f'<script src="{escape(static_base)}/plotly.min.js"></script>'
+        + _script(static_base, "api.js")
+        + _script(static_base, "sweep.js")
+        + _script(static_base, "plotly.min.js")
     )
     return (
         head
@@ -115,30 +130,28 @@ def sweep_page_html(
     <button type="button" data-export="json">JSON</button>
   </span>
 </section>
-<form id="auth" class="auth" hidden onsubmit="return false">
-  This server needs an API token to read sweeps:
-  <input id="token" type="password" size="40" placeholder="token" autocomplete="off">
-  <button id="token-save" type="submit">use token</button>
-</form>
+{_AUTH_FORM}
 <div id="message" class="message" hidden></div>
 <div id="notes" class="notes" hidden></div>
 <div id="figure" class="figure"></div>
 <section>
   <h2>Coupling</h2>
-  <p class="muted">ridge slope: slope of log2(best weight decay) against log2(lr) over the lr rows
-  (&asymp; &minus;1 coupled, &asymp; 0 decoupled); separability: share of variance explained by
-  row + column effects; basin: cells within 10&nbsp;% of the best.</p>
+  <p class="muted"><span id="coupling-ridge">ridge slope: slope of the best horizontal value against the
+  vertical one over the rows, each in its axis's scale (lr &times; weight decay: &asymp; &minus;1 coupled, &asymp; 0
+  decoupled)</span>; separability: share of variance explained by row + column effects; basin: cells within
+  10&nbsp;% of the best.</p>
   <table id="coupling" class="grid-table"></table>
 </section>
 <section class="detail">
   <div class="curves-box">
     <h2 id="curves-title">Learning curves</h2>
+    <label>curve <select id="curve-metric"></select></label>
     <p id="curves-hint" class="muted">Click a cell to see the learning curves of its trials.</p>
     <div id="curves" class="curves"></div>
   </div>
   <div class="trials-box">
     <h2 id="table-title">Trials</h2>
-    <label>variant <select id="table-variant"></select></label>
+    <label>study <select id="table-variant"></select></label>
     <button id="table-best" type="button">best trials</button>
     <table id="trials" class="grid-table"></table>
   </div>
@@ -162,11 +175,7 @@ def sweep_list_html(
         + f"""</head>
 <body class="list-page">
 <header><h1>Sweeps</h1><span id="updated" class="muted"></span></header>
-<form id="auth" class="auth" hidden onsubmit="return false">
-  This server needs an API token to read sweeps:
-  <input id="token" type="password" size="40" placeholder="token" autocomplete="off">
-  <button id="token-save" type="submit">use token</button>
-</form>
+{_AUTH_FORM}
 <div id="message" class="message" hidden></div>
 <table id="sweeps" class="grid-table">
   <thead><tr><th class="left">sweep</th><th class="left">status</th><th class="left">progress</th>
@@ -175,7 +184,8 @@ def sweep_list_html(
 </table>
 <button id="more" type="button" hidden>more</button>
 {_config_script(config)}
-<script src="{escape(static_base)}/sweeps.js"></script>
+{_script(static_base, "api.js")}
+{_script(static_base, "sweeps.js")}
 </body></html>
 """
     )

@@ -52,7 +52,17 @@ from .record import (
 )
 from .spec import DEFAULT_KEY, MAX_TOTAL_TRIALS, BayesSpec, FacetSpec, GridSpec, Resources, SweepSpec
 from .spec_files import dump_spec, load_spec
-from .variants import FAMILIES, VARIANT_NAMES, VARIANTS, Family, Variant, get_variant, landscape_pairs, lr_by_family
+from .variants import (
+    FAMILIES,
+    VARIANT_NAMES,
+    VARIANTS,
+    Family,
+    Variant,
+    get_variant,
+    landscape_pairs,
+    lr_by_family,
+    variant_label,
+)
 from .vocabulary import (
     DATASETS,
     HISTORY_FIELDS,
@@ -150,4 +160,5 @@ __all__ = [
     "sweep_summary",
     "trial_details",
     "validate_model_name",
+    "variant_label",
 ]

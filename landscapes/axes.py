@@ -1,7 +1,8 @@
 """The hyperparameters a sweep can vary, as data: the one list of axes in the project.
 
 An axis knows its scale (how values are spaced and drawn: log2, log10, linear or categorical), what values are
-valid, its symbol and unit, which optimizer families read it (None: every variant), and where its value comes from
+valid, its symbol and unit (which optimizer families read it is the families' word, `Family.hyperparameters`), and
+where its value comes from
 when it is not swept: a field of the spec (epochs, batch_size, ...), a family default (eps), or a fixed default.
 
 A spec's `grid` sweeps exactly two axes, its optional `facet` one more; `hyperparameters` fixes the optimizer axes
@@ -28,6 +29,7 @@ __all__ = [
     "Axis",
     "AxisScale",
     "axis_applies",
+    "axis_families",
     "family_default",
     "format_axis_value",
     "get_axis",
@@ -62,7 +64,6 @@ class Axis:
     kind: AxisKind
     rule: str  # what a valid value is, for error messages: "> 0", "in [0, 1)", ...
     valid: Callable[[Any], bool]
-    families: tuple[str, ...] | None = None  # None: every variant reads it
     spec_field: str | None = None  # the top-level spec field it overrides per trial (epochs, batch_size, ...)
     default: Any = None  # the value when neither swept nor fixed (None: required, or from `spec_field`)
     zero_column: bool = False  # a log axis that may hold 0, drawn as its own column left of the others
@@ -129,16 +130,16 @@ AXES: Mapping[str, Axis] = MappingProxyType(
             _axis(name="weight_decay", label="weight decay", symbol="λ", unit="", scale="log2", kind="float",
                   rule=">= 0", valid=_non_negative, default=0.0, zero_column=True),
             _axis(name="momentum", label="momentum", symbol="μ", unit="", scale="linear", kind="float",
-                  rule="in [0, 1)", valid=_fraction, families=("sgd",), default=0.9),
+                  rule="in [0, 1)", valid=_fraction, default=0.9),
             _axis(name="beta1", label="beta1", symbol="β₁", unit="", scale="linear", kind="float", rule="in [0, 1)",
-                  valid=_fraction, families=("adam", "amsgrad"), default=0.9),
+                  valid=_fraction, default=0.9),
             _axis(name="beta2", label="beta2", symbol="β₂", unit="", scale="linear", kind="float", rule="in [0, 1)",
-                  valid=_fraction, families=("adam", "amsgrad"), default=0.999),
+                  valid=_fraction, default=0.999),
             # Each family's own default (PROTOCOL section 2): 1e-8, AdaGrad 1e-10.
             _axis(name="eps", label="epsilon", symbol="ε", unit="", scale="log10", kind="float", rule="> 0",
-                  valid=_positive, families=("adam", "amsgrad", "rmsprop", "adagrad")),
+                  valid=_positive),
             _axis(name="rho", label="rho", symbol="ρ", unit="", scale="linear", kind="float", rule="in [0, 1)",
-                  valid=_fraction, families=("rmsprop",), default=0.99),
+                  valid=_fraction, default=0.99),
             _axis(name="batch_size", label="batch size", symbol="b", unit="images", scale="log2", kind="int",
                   rule="between 1 and 65536", valid=lambda x: 1 <= x <= 65536, spec_field="batch_size"),
             _axis(name="epochs", label="epochs", symbol="T", unit="epochs", scale="log2", kind="int",
@@ -165,9 +166,20 @@ def get_axis(name: str) -> Axis:
         raise ValueError(f"unknown axis {name!r}; expected one of {', '.join(AXIS_NAMES)}") from None
 
 
+# An axis some family lists as its own is read by that family only; the others (lr, decay, epochs...) by every one.
+_FAMILY_AXES = frozenset(name for family in FAMILIES.values() for name in family.hyperparameters)
+
+
+def axis_families(axis: Axis) -> tuple[str, ...] | None:
+    """The families that read `axis`, or None when every variant does."""
+    if axis.name not in _FAMILY_AXES:
+        return None
+    return tuple(name for name, family in FAMILIES.items() if axis.name in family.hyperparameters)
+
+
 def axis_applies(axis: Axis, variant: Variant) -> bool:
     """Whether `variant` reads `axis` (momentum: the SGD family; beta1: Adam and AMSGrad; lr: every variant)."""
-    return axis.families is None or variant.family.name in axis.families
+    return axis.name not in _FAMILY_AXES or axis.name in variant.hyperparameters
 
 
 def family_default(axis: Axis, variant: Variant) -> Any:

@@ -77,13 +77,17 @@ _QUICK: dict[str, Any] = {
     "grid": {"lr": lr_by_family(_QUICK_VARIANTS, _QUICK_RATES), "weight_decay": _QUICK_DECAYS},
 }
 
-_FAMILY_VARIANTS = ["rmsprop", "rmspropw", "adagrad", "adagradw"]  # PROTOCOL section 2's other families
+_RMSPROP, _ADAGRAD = ["rmsprop", "rmspropw"], ["adagrad", "adagradw"]  # PROTOCOL section 2's other families
+# AdaGrad's decay range sits 4x lower: at 2^-3 with decoupled decay its shrinking steps cannot hold the weights'
+# norm, and the network collapses to uniform predictions (measured: test loss 2.303 = ln 10).
+_ADAGRAD_DECAYS = [2.0**k for k in (-11, -9, -7, -5)]
 _QUICK_FAMILIES: dict[str, Any] = {
     "name": "quick-families",
     **_DIGITS,
-    "variants": _FAMILY_VARIANTS,
+    "variants": [*_RMSPROP, *_ADAGRAD],
     "seeds": [0],
-    "grid": {"lr": lr_by_family(_FAMILY_VARIANTS, _QUICK_RATES), "weight_decay": _QUICK_DECAYS},
+    "grid": {"lr": lr_by_family([*_RMSPROP, *_ADAGRAD], _QUICK_RATES),
+             "weight_decay": {"default": _QUICK_DECAYS, **{v: _ADAGRAD_DECAYS for v in _ADAGRAD}}},
 }
 
 _ADAM_BETAS: dict[str, Any] = {

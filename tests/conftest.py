@@ -160,7 +160,7 @@ def write_fake_progress(storage_url: str, record_name: str, spec_json: dict, *, 
     storage = make_storage(storage_url)
     for variant in spec.variants:
         study = open_study(storage, record_name, variant)
-        enqueue_cells(study, spec.cells(variant), epochs_budget=spec.epochs)
+        enqueue_cells(study, spec.cells(variant), values_of=lambda c, v=variant: spec.trial_values(v, c.params))
         for _ in range(complete):
             number = claim_next(study)
             finish_trial(study, number, {"test_error": 0.5 - number / 100, "test_loss": 1.0}, objective="test_error")

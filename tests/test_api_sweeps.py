@@ -81,8 +81,12 @@ BAD_BODIES = [
                                              "bayes": {"n_trials": 4, "lr": [0, 0.1], "weight_decay": [1e-4, 1e-2]}}),
      422, ["body", "bayes", "lr", 0], "> 0"),
     ("unknown-field", json.dumps({**TINY, "learning_rate": 0.1}), 422, ["body", "learning_rate"], "unknown field"),
-    ("unknown-nested-field", json.dumps({**TINY, "grid": {**TINY["grid"], "momentum": [0.9]}}), 422,
-     ["body", "grid", "momentum"], "unknown field"),
+    ("three-grid-axes", json.dumps({**TINY, "grid": {**TINY["grid"], "momentum": [0.9]}}), 422,
+     ["body", "grid"], "must sweep exactly two axes"),
+    ("axis-a-variant-does-not-read", json.dumps({**TINY, "grid": {"lr": [0.1], "beta1": [0.9]}}), 422,
+     ["body", "grid", "beta1"], "beta1 does not apply to variant sgd"),
+    ("unknown-nested-field", json.dumps({**TINY, "resources": {"tpu": 1}}), 422,
+     ["body", "resources", "tpu"], "unknown field"),
     ("unknown-variant", json.dumps({**TINY, "variants": ["sgd", "lion"]}), 422, ["body", "variants", 1], "lion"),
     ("unknown-model", json.dumps({**TINY, "model": "resnet50"}), 422, ["body", "model"], "shake_shake"),
     ("too-many-cells", json.dumps(_TOO_MANY_CELLS), 422, ["body", "grid"], "MAX_TOTAL_TRIALS"),
@@ -234,7 +238,9 @@ def test_detail_counts_best_cell_timings_and_eta_match_the_record(api, fake_prog
     detail = api.client.get(f"{SWEEPS}/{sweep['id']}", headers=api.auth("bob")).json()
     assert detail["status"] == "running" and detail["launches"] == 1
     # Exactly what the library's own summary of the record says.
-    assert detail["variants"] == sweep_summary(make_storage(api.settings.storage), sweep["record_name"])
+    recorded = sweep_summary(make_storage(api.settings.storage), sweep["record_name"])
+    assert {key: {k: v for k, v in info.items() if k != "total"} for key, info in detail["variants"].items()} == recorded
+    assert all(info["total"] == 4 for info in detail["variants"].values()), "what the spec plans per study"
     for variant in ("sgd", "sgdw"):
         info = detail["variants"][variant]
         assert info["counts"]["COMPLETE"] == 2 and info["counts"]["RUNNING"] == 1 and info["counts"]["WAITING"] == 1
@@ -256,7 +262,8 @@ def test_trials_are_paginated_and_filtered(api, fake_progress):
     assert [(t["variant"], t["number"]) for t in everything["items"]] == [
         (v, n) for v in ("sgd", "sgdw") for n in range(4)]
     first = everything["items"][0]
-    assert first["state"] == "COMPLETE" and first["lr"] == 0.01 and first["weight_decay"] == 0.0
+    assert first["state"] == "COMPLETE" and first["params"] == {"lr": 0.01, "weight_decay": 0.0}
+    assert first["facet"] is None and first["hyperparameters"]["momentum"] == 0.9
     assert first["value"] == pytest.approx(0.5) and first["seed"] == 0 and first["epochs_budget"] == 2
     page = api.client.get(url, params={"limit": 3, "offset": 2}, headers=api.auth("bob")).json()
     assert [(t["variant"], t["number"]) for t in page["items"]] == [("sgd", 2), ("sgd", 3), ("sgdw", 0)]

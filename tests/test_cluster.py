@@ -30,11 +30,11 @@ from typing import Any
 import httpx
 import pytest
 from optuna.trial import TrialState
+from waiting import wait_until
 
 from hpscape.landscapes import SweepSpec
 from hpscape.landscapes.record import Attr, make_storage, open_study
 from hpscape.workers.sweep.trainable import RAY_NODE_ATTR
-from waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.postgres]
 

@@ -159,7 +159,7 @@ def test_cifar_without_data_dir_says_how_to_fix() -> None:
 
 def test_cifar_download_failure_gives_placement_instructions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = "http://127.0.0.1:9/x"
-    monkeypatch.setattr(data, "CIFAR10_URL", url)
+    monkeypatch.setattr(data.cifar, "CIFAR10_URL", url)
     dest = tmp_path / "sub" / "cifar-10-python.tar.gz"
     with pytest.raises(data.DatasetUnavailableError) as err:
         data.load_dataset("cifar10", data_dir=dest.parent, download=True)
@@ -193,7 +193,7 @@ def http_dir(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 def test_cifar_download_success(http_dir: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     base, root = http_dir
     fake = write_fake_cifar(root)
-    monkeypatch.setattr(data, "CIFAR10_URL", f"{base}/cifar-10-python.tar.gz")
+    monkeypatch.setattr(data.cifar, "CIFAR10_URL", f"{base}/cifar-10-python.tar.gz")
     target = tmp_path / "data"
     ds = data.load_dataset("cifar10", data_dir=target, cifar_md5=fake.md5, download=True)
     assert (target / "cifar-10-python.tar.gz").read_bytes() == fake.path.read_bytes()
@@ -206,7 +206,7 @@ def test_cifar_download_with_wrong_md5_keeps_nothing(
 ) -> None:
     base, root = http_dir
     fake = write_fake_cifar(root)
-    monkeypatch.setattr(data, "CIFAR10_URL", f"{base}/cifar-10-python.tar.gz")
+    monkeypatch.setattr(data.cifar, "CIFAR10_URL", f"{base}/cifar-10-python.tar.gz")
     target = tmp_path / "data"
     with pytest.raises(data.DatasetChecksumError) as err:
         data.load_dataset("cifar10", data_dir=target, cifar_md5="f" * 32, download=True)
@@ -269,7 +269,7 @@ def test_label_noise_out_of_range(bad: float) -> None:
 
 
 def test_unknown_dataset_lists_valid_names() -> None:
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ValueError, match="unknown dataset .imagenet.") as err:
         data.load_dataset("imagenet")
     for name in data.DATASETS:
         assert name in str(err.value)

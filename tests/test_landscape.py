@@ -522,7 +522,7 @@ def test_build_sweep_landscapes_and_trial_details(sqlite_storage: RDBStorage, tm
     lands = build_sweep_landscapes(sqlite_storage, "small")
     assert list(lands) == ["sgd", "sgdw"]
     # The coupled variant's best cell sits at a larger lr*wd product than the decoupled... both exist:
-    assert all(np.isfinite(l.mean).all() for l in lands.values())
+    assert all(np.isfinite(land.mean).all() for land in lands.values())
     assert build_sweep_landscapes(sqlite_storage, "no-such-sweep") == {}
     # A URL works too (a new storage each call).
     by_url = build_sweep_landscapes(f"sqlite:///{tmp_path / 'landscape.db'}", "small")

@@ -122,7 +122,7 @@ def test_num_classes_and_in_channels_are_honoured() -> None:
 
 
 def test_unknown_name_lists_close_matches_and_pattern() -> None:
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match="unknown model name") as info:
         create_model("shake_shake_26_2x63d")
     message = str(info.value)
     assert "shake_shake_26_2x63d" in message
@@ -156,7 +156,7 @@ def test_register_model_decorator_and_duplicate_name() -> None:
 
 @pytest.mark.parametrize(("depth", "branches"), [(25, 2), (2, 2), (26, 3)])
 def test_invalid_architecture_is_rejected(depth: int, branches: int) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="depth must be 6n+2|exactly 2 branches"):
         ShakeShake(depth=depth, width=16, branches=branches)
 
 

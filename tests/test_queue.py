@@ -14,15 +14,23 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from optuna.trial import TrialState
 from sqlalchemy import func, select, update
+from waiting import wait_until
 
 from hpscape.landscapes import SweepSpec
 from hpscape.landscapes.record import Attr, make_storage, open_study
-from optuna.trial import TrialState
 from hpscape.service.db import SweepRow, make_engine, make_session_factory, upgrade, utcnow
-from hpscape.service.queue import Dispatcher, Launched, SubprocessLauncher, claim_next, finish, is_alive, session_members
+from hpscape.service.queue import (
+    Dispatcher,
+    Launched,
+    SubprocessLauncher,
+    claim_next,
+    finish,
+    is_alive,
+    session_members,
+)
 from hpscape.service.sweeps import submit_sweep
-from waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"name": "q", "dataset": "synthetic", "model": "shake_shake_8_2x16d", "variants": ["sgd"], "epochs": 1,
@@ -192,7 +200,7 @@ def test_two_dispatchers_on_one_postgres_launch_every_sweep_exactly_once(postgre
                 finish(engine_a, sweep_id, launch=row.launches, status="succeeded")
         if all(r.status == "succeeded" for r in rows(engine_a).values()):
             break
-    launched = [l[0] for l in launcher_a.launches + launcher_b.launches]
+    launched = [land[0] for land in launcher_a.launches + launcher_b.launches]
     assert sorted(launched) == sorted(ids), "every sweep launched exactly once"
     assert launcher_a.launches and launcher_b.launches, "both controllers took part"
     assert not any(resume for _, _, resume in launcher_a.launches + launcher_b.launches)
@@ -206,7 +214,7 @@ def test_the_dispatcher_launches_up_to_the_limit_and_records_the_pid(engine, sto
     launcher = RecordingLauncher()
     controller = dispatcher(engine, launcher, storage_url, max_running=2)
     report = controller.tick()
-    assert report.launched == ids[:2] and [l[0] for l in launcher.launches] == ids[:2]
+    assert report.launched == ids[:2] and [land[0] for land in launcher.launches] == ids[:2]
     state = rows(engine)
     assert state[ids[0]].pid in launcher.alive and state[ids[0]].host == "here"
     assert controller.tick().launched == [], "the limit holds; live drivers are left alone"
@@ -240,7 +248,7 @@ def test_reconcile_relaunches_dead_local_drivers_and_takes_over_stale_remote_one
     assert sorted(report.relaunched) == sorted(ids[n] for n in ("dead", "lost", "remote-stale"))
     assert report.failed == [ids["exhausted"]] and report.launched == []
     state = rows(engine)
-    assert {(l[0], l[1], l[2]) for l in launcher.launches} == {
+    assert {(land[0], land[1], land[2]) for land in launcher.launches} == {
         (ids["dead"], 2, True), (ids["lost"], 2, True), (ids["remote-stale"], 3, True)}
     assert state[ids["remote-stale"]].host == "here"
     for name in ("alive", "launching", "remote-fresh"):

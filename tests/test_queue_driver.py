@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import update
+from waiting import wait_until
 
 from hpscape.landscapes import SweepSpec
 from hpscape.landscapes.record import Attr, make_storage, open_study
 from hpscape.service.db import SweepRow, make_engine, make_session_factory, upgrade, utcnow
 from hpscape.service.queue import claim_next, is_alive
 from hpscape.service.sweeps import submit_sweep
-from waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"name": "drv", "dataset": "synthetic", "model": "shake_shake_8_2x16d", "variants": ["sgd"], "epochs": 1,

@@ -79,7 +79,7 @@ def test_submit_list_status_export_cancel(live, tmp_path):
     assert "queued" in live.run("status", sweep_id).stdout
 
     exported = live.run("export", sweep_id, "--format", "csv")
-    assert exported.exit_code == 0 and exported.stdout.startswith("sweep_id,variant,number,state,lr")
+    assert exported.exit_code == 0 and exported.stdout.startswith("sweep_id,variant,facet,number,state,lr,weight_decay,seed")
     out = tmp_path / "sweep.json"
     assert live.run("export", sweep_id, "--format", "json", "-o", str(out)).exit_code == 0
     assert json.loads(out.read_text())["sweep"]["id"] == sweep_id
@@ -164,3 +164,18 @@ def test_db_and_token_commands_work_on_a_fresh_database(tmp_path):
     assert "ci-bot" in listed.stdout and secret not in listed.stdout
     assert runner.invoke(cli, ["token", "revoke", "ci-bot", "--storage", url]).exit_code == 0
     assert runner.invoke(cli, ["token", "revoke", "ci-bot", "--storage", url]).exit_code == 2
+
+
+def test_run_refuses_an_axis_a_variant_does_not_read_with_exit_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from hpscape.service.cli import app
+
+    spec = tmp_path / "betas.yaml"
+    spec.write_text("name: betas\ndataset: synthetic\nmodel: shake_shake_8_2x8d\nvariants: [sgd, adamw]\n"
+                    "epochs: 1\nbatch_size: 16\nhyperparameters: {lr: 0.001}\n"
+                    "grid: {beta1: [0.5, 0.9], beta2: [0.9, 0.999]}\n")
+    result = CliRunner().invoke(app, ["run", str(spec), "--storage", f"sqlite:///{tmp_path / 'x.db'}"])
+    assert result.exit_code == 2, result.output
+    assert "grid.beta1: beta1 does not apply to variant sgd" in " ".join(result.output.split())
+    assert not (tmp_path / "x.db").exists(), "nothing was recorded"

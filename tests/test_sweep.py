@@ -14,12 +14,14 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
+from waiting import wait_until
 
 from hpscape.landscapes import SweepSpec
 from hpscape.landscapes.record import Attr, make_storage, open_study
-from hpscape.workers.sweep import SweepInterrupted, prepare_sweep, run_sweep
-from waiting import wait_until
+from hpscape.workers.sweep import SweepInterrupted, prepare_sweep, run_sweep, trial_config
+from hpscape.workers.train import TrialConfig, train_trial
 
 pytestmark = pytest.mark.ray
 
@@ -126,6 +128,19 @@ def test_worker_killed_mid_trial_resumes_from_its_checkpoint(tmp_path, local_ray
     assert sorted(trial.intermediate_values) == list(range(1, 13)), "every epoch has its intermediate value"
     assert trial.user_attrs[Attr.RESUMED_FROM_EPOCH] >= 3, "the retry resumed from a checkpoint, not from scratch"
     assert not trial.user_attrs[Attr.WORKER].endswith(f":{victim}")
+    # The history holds every epoch once, exactly as an uninterrupted run of the same cell (CPU: bit-identical).
+    history = trial.user_attrs[Attr.HISTORY]
+    assert [entry["epoch"] for entry in history] == list(range(1, 13))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the worker ran it (one core per trial): the same reduction order
+    try:
+        reference = train_trial(TrialConfig(**trial_config(spec, "sgdw", None, trial, data_dir=None)))
+    finally:
+        torch.set_num_threads(threads)
+    measured = ("test_error", "test_loss", "train_loss", "train_error", "lr_t")
+    assert [{k: e[k] for k in measured} for e in history] == [
+        {k: getattr(m, k) for k in measured} for m in reference.history]
+    assert history[-1]["test_loss"] == trial.user_attrs[Attr.TEST_LOSS]
 
 
 def test_killed_driver_resumes_without_duplicates(storage_url, tmp_path):

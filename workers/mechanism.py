@@ -16,18 +16,30 @@ import math
 
 import torch
 
+from hpscape.landscapes.variants import VARIANTS, get_variant
 from hpscape.workers.optim import build_optimizer
 
-_PREDICTED = {"sgd", "sgdw", "adamw"}
+
+def _has_closed_form(name: str) -> bool:
+    variant = VARIANTS[name]
+    if variant.decay == "l2":  # L2 inside an adaptive step is rescaled per coordinate: only plain SGD has one
+        return "momentum" in variant.hyperparameters
+    # Decoupled decay with heavy-ball momentum or Adam's first moment (AMSGrad's maximum changes only the scale
+    # of the normalized step, which decoupled decay does not see).
+    return variant.decay == "decoupled" and bool({"momentum", "beta1"} & set(variant.hyperparameters))
 
 
 def predicted_angular_update(variant: str, *, lr: float, weight_decay: float, momentum: float = 0.9) -> float:
-    """Equilibrium angle (radians) per step for a scale-invariant weight under a constant schedule."""
-    if variant == "sgd":
+    """Equilibrium angle (radians) per step for a scale-invariant weight under a constant schedule.
+
+    `momentum` is mu for the SGD family and beta1 for Adam's.
+    """
+    if not _has_closed_form(get_variant(variant).name):
+        known = ", ".join(name for name in VARIANTS if _has_closed_form(name))
+        raise ValueError(f"no closed form for {variant!r}; known: {known}")
+    if VARIANTS[variant].decay == "l2":
         return math.sqrt(2 * lr * weight_decay / (1 + momentum))
-    if variant in ("sgdw", "adamw"):
-        return math.sqrt(2 * weight_decay * (1 - momentum) / (1 + momentum))
-    raise ValueError(f"no closed form for {variant!r}; known: {', '.join(sorted(_PREDICTED))}")
+    return math.sqrt(2 * weight_decay * (1 - momentum) / (1 + momentum))
 
 
 def simulate_angular_update(

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from hpscape.landscapes.record import DIVERGED_LOSS, DIVERGED_VALUE
+from hpscape.landscapes.variants import DEFAULT_VARIANT
 from hpscape.workers.data import DeviceDataset, load_dataset, steps_per_epoch, test_batches, train_batches
 from hpscape.workers.models import create_model
 from hpscape.workers.optim import build_optimizer, build_scheduler, normalized_weight_decay
@@ -38,7 +39,7 @@ class TrialConfig(BaseModel):
     label_noise: float = Field(default=0.0, ge=0.0, lt=1.0)  # fraction of training labels randomized (PROTOCOL §5)
     train_limit: int | None = Field(default=None, ge=1)  # keep only the first N training images (tests, benchmarks)
     # The landscape cell.
-    variant: str = "sgdw"  # a name of hpscape.landscapes.variants.VARIANTS
+    variant: str = DEFAULT_VARIANT  # a name of hpscape.landscapes.variants.VARIANTS
     lr: float = Field(gt=0.0, allow_inf_nan=False)  # alpha, the initial learning rate
     weight_decay: float = Field(ge=0.0, allow_inf_nan=False)  # lambda (decoupled) or lambda' (L2), raw per step
     normalized_decay: bool = False  # weight_decay is lambda_norm: lambda = lambda_norm * sqrt(b / (B * T))

@@ -1,23 +1,20 @@
 /* The sweep page: fetches the landscape (with its plotly figure) and polls while the sweep runs.
    Everything the page shows comes from GET {api}/sweeps/{id}/landscape; the figure is built by
-   the server (dashboards.figures), so the exported HTML and this page draw the same thing. */
+   the server (dashboards.figures), so the exported HTML and this page draw the same thing.
+   Landscapes are keyed by study key ('VARIANT', or 'VARIANT/AXIS=VALUE' with a facet); each carries its axes as "y" (vertical) and
+   "x" (horizontal): name, values, scale and title. Requests and the token go through api.js. */
 (function () {
   "use strict";
 
   // This script runs in <head>, before plotly.min.js: the first landscape request goes out at
   // once and the server builds it while the browser compiles plotly.js. The DOM work waits.
-  var config = JSON.parse(document.getElementById("hpscape-config").textContent);
-  // ?poll=SECONDS overrides the refresh interval (tests, slow links).
-  var pollParam = parseFloat(new URLSearchParams(window.location.search).get("poll"));
-  if (isFinite(pollParam) && pollParam > 0) config.poll_ms = Math.max(200, pollParam * 1000);
-  var TERMINAL = ["succeeded", "failed", "cancelled"];
+  var api = window.hpscapeApi;
+  var config = api.config;
+  var esc = api.esc;
+  var domReady = api.domReady;
   var plotConfig = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
   var gd = null;
   var curvesDiv = null;
-  var domReady = new Promise(function (resolve) {
-    if (document.readyState !== "loading") resolve();
-    else document.addEventListener("DOMContentLoaded", function () { resolve(); });
-  });
   var state = {
     metric: "test_error",
     epoch: "",
@@ -30,22 +27,18 @@
     bound: false,
     pending: false,
     notice: null, // an explanation kept on screen across refreshes until the next choice
+    curveMetric: null, // the learning curves' metric; null: follow the landscape's
+    curveGroups: null, // the clicked cell's trials, kept to redraw the curves for another metric
+    curvePicks: null,
   };
   // Read by the browser test and handy in the console.
   window.hpscape = { state: state, renders: 0, firstRenderMs: null, lastRenderMs: null, loads: 0 };
 
   function $(id) { return document.getElementById(id); }
 
-  function token() {
-    try { return window.localStorage.getItem("hpscape.token") || ""; } catch (e) { return ""; }
-  }
-
-  function headers() {
-    var t = token();
-    return t ? { Authorization: "Bearer " + t } : {};
-  }
-
   function isError(metric) { return /error$/.test(metric || ""); }
+
+  function words(name) { return String(name || "").replace(/_/g, " "); }
 
   function fmt(metric, v, signed) {
     if (v === null || v === undefined || !isFinite(v)) return "\u2014";
@@ -53,9 +46,12 @@
     return isError(metric) ? s + (100 * v).toFixed(2) + " %" : s + Number(v).toPrecision(4);
   }
 
-  function sci(v) {
+  // An axis value as the tables write it: 3 significant digits on log axes, the number itself on linear ones.
+  function axisValue(axis, v) {
     if (v === null || v === undefined) return "\u2014";
-    return v === 0 ? "0" : Number(v).toPrecision(3);
+    if (v === 0) return "0";
+    var log = axis && (axis.scale === "log2" || axis.scale === "log10");
+    return log ? Number(v).toPrecision(3) : String(+Number(v).toPrecision(6));
   }
 
   function showMessage(text, kind) {
@@ -66,46 +62,33 @@
     box.textContent = text;
   }
 
-  function detailText(body, status) {
-    if (!body || body.detail === undefined) return "HTTP " + status;
-    if (typeof body.detail === "string") return body.detail;
-    if (Array.isArray(body.detail)) {
-      return body.detail.map(function (d) {
-        return (d.loc ? d.loc.join(".") + ": " : "") + (d.msg || JSON.stringify(d));
-      }).join("\n");
-    }
-    return JSON.stringify(body.detail);
-  }
-
-  function ApiError(status, message) { this.status = status; this.message = message; }
-
-  function url(path, params) {
-    var u = new URL(config.api + path, window.location.origin);
-    Object.keys(params || {}).forEach(function (k) {
-      var v = params[k];
-      if (v !== null && v !== undefined && v !== "" && v !== false) u.searchParams.set(k, String(v));
-    });
-    return u.toString();
-  }
-
-  function api(path, params) {
-    return fetch(url(path, params), { headers: headers() }).then(function (response) {
-      if (response.ok) return response;
-      return response.text().then(function (text) {
-        var body = null;
-        try { body = JSON.parse(text); } catch (e) { body = { detail: text }; }
-        if (response.status === 401) domReady.then(function () { $("auth").hidden = false; });
-        throw new ApiError(response.status, detailText(body, response.status));
-      });
-    });
-  }
-
   function sweepPath(suffix) { return "/sweeps/" + encodeURIComponent(config.sweep_id) + suffix; }
 
   function landscapeParams(extra) {
     var p = { metric: state.metric, epoch: state.epoch, model: state.model ? "true" : "" };
     if (state.clip) { p.clip_lo = state.clip[0]; p.clip_hi = state.clip[1]; }
     return Object.assign(p, extra || {});
+  }
+
+  function landscapeOf(key) { return state.payload.landscapes[key]; }
+
+  // The study's trials endpoint wants the variant and, in a faceted sweep, the facet ("schedule=step").
+  function studyParams(key) {
+    var l = landscapeOf(key);
+    return { variant: l.variant, facet: l.facet ? l.facet.label : "" };
+  }
+
+  // One header for an axis over several studies: its title when they agree, else its label (the decay's symbol
+  // is λ′ on L2 panels, λ on decoupled ones).
+  function sharedTitle(keys, which) {
+    var titles = {}, label = "";
+    keys.forEach(function (k) {
+      var axis = landscapeOf(k)[which];
+      titles[axis.title] = true;
+      label = axis.label + (axis.unit ? " (" + axis.unit + ")" : "");
+    });
+    var list = Object.keys(titles);
+    return list.length === 1 ? list[0] : label;
   }
 
   // ------------------------------------------------------------------------------------------
@@ -122,7 +105,7 @@
     var p = payload.progress || {};
     var active = (p.running || 0) + (p.queued || 0);
     var status = payload.sweep && payload.sweep.status;
-    if (status) return TERMINAL.indexOf(status) >= 0 && active === 0;
+    if (status) return api.TERMINAL.indexOf(status) >= 0 && active === 0;
     return active === 0 && (p.total || 0) > 0;
   }
 
@@ -130,20 +113,28 @@
     if (state.loading) { state.pending = true; return Promise.resolve(); }
     state.loading = true;
     window.hpscape.loads += 1;
-    var request = api(sweepPath("/landscape"), landscapeParams({ figure: "true" }))
-      .then(function (r) { return r.json(); });
+    var request = api.getJson(sweepPath("/landscape"), landscapeParams({ figure: "true" }));
     return Promise.all([request, domReady]).then(function (results) { return results[0]; })
       .then(function (payload) {
-        $("auth").hidden = true;
+        api.showAuth(false);
         showMessage(state.notice || "", "info");
         render(payload);
       })
       .catch(function (err) {
         return domReady.then(function () {
-          if (err instanceof ApiError) {
+          if (err instanceof api.ApiError && err.status === 422 && state.epoch) {
+            // A metric not recorded at that epoch (records without per-epoch history): the server says why;
+            // keep its reason on screen and show the final epoch instead.
+            state.notice = err.message + " Showing the final epoch.";
+            state.epoch = "";
+            $("epoch").value = "";
+            state.pending = true;
+            return;
+          }
+          if (err instanceof api.ApiError) {
             showMessage(err.status === 404 ? "No such sweep: " + err.message : err.message);
           } else {
-            showMessage("Could not reach the server (" + err + "); retrying.");
+            showMessage(api.errorText(err) + "; retrying.");
           }
         });
       })
@@ -191,52 +182,45 @@
     $("progress-text").textContent = parts.join(" \u00b7 ");
   }
 
+  function addOption(select, value, text) {
+    var o = document.createElement("option");
+    o.value = value;
+    o.textContent = text;
+    select.appendChild(o);
+  }
+
   function initControls(payload) {
     var metricSel = $("metric");
+    var curveSel = $("curve-metric");
     (payload.metrics || []).forEach(function (m) {
-      var o = document.createElement("option");
-      o.value = m;
-      o.textContent = m.replace(/_/g, " ");
-      metricSel.appendChild(o);
+      addOption(metricSel, m, words(m));
+      addOption(curveSel, m, words(m));
     });
     metricSel.value = payload.metric;
+    curveSel.value = payload.metric;
     state.metric = payload.metric;
     var epochSel = $("epoch");
-    var epochs = (payload.sweep && payload.sweep.epochs) || 0;
-    for (var e = 1; e < epochs; e++) {
-      var o = document.createElement("option");
-      o.value = String(e);
-      o.textContent = String(e);
-      epochSel.appendChild(o);
-    }
+    var sweep = payload.sweep || {};
+    var epochs = sweep.max_epochs || sweep.epochs || 0;
+    for (var e = 1; e < epochs; e++) addOption(epochSel, String(e), String(e));
     var tableSel = $("table-variant");
-    (payload.variants || []).forEach(function (v) {
-      var o = document.createElement("option");
-      o.value = v;
-      o.textContent = v;
-      tableSel.appendChild(o);
-    });
-    var binned = Object.keys(payload.landscapes || {}).some(function (v) {
-      return payload.landscapes[v].kind === "binned";
-    });
+    (payload.keys || []).forEach(function (k) { addOption(tableSel, k, payload.landscapes[k].title || k); });
+    var binned = (payload.keys || []).some(function (k) { return payload.landscapes[k].kind === "binned"; });
     $("model-toggle").hidden = !binned;
 
     metricSel.addEventListener("change", function () {
       state.metric = metricSel.value;
-      var specMetric = payload.sweep && payload.sweep.spec_metric;
-      if (state.epoch && specMetric && state.metric !== specMetric) {
-        state.epoch = "";
-        epochSel.value = "";
-        state.notice = state.metric.replace(/_/g, " ") + " is recorded at the final epoch only: per-epoch values " +
-          "hold " + specMetric.replace(/_/g, " ") + ". Showing the final epoch.";
-      } else {
-        state.notice = null;
-      }
+      state.notice = null;
       state.clip = null;
       state.cell = null;
+      if (state.curveMetric === null) curveSel.value = state.metric;
       reload();
     });
     epochSel.addEventListener("change", function () { state.epoch = epochSel.value; state.notice = null; reload(); });
+    curveSel.addEventListener("change", function () {
+      state.curveMetric = curveSel.value;
+      if (state.curveGroups) renderCurves(state.curveGroups, state.curvePicks);
+    });
     $("clip-lo").addEventListener("change", applyClip);
     $("clip-hi").addEventListener("change", applyClip);
     $("clip-reset").addEventListener("click", function () {
@@ -263,11 +247,6 @@
   }
 
   function syncControls(payload) {
-    var specMetric = payload.sweep && payload.sweep.spec_metric;
-    Array.prototype.forEach.call($("epoch").options, function (o) {
-      o.disabled = o.value !== "" && !!specMetric && state.metric !== specMetric;
-      o.title = o.disabled ? "per-epoch values hold " + specMetric + " only" : "";
-    });
     var clip = payload.clip;
     var scale = isError(payload.metric) ? 100 : 1;
     $("clip-unit").textContent = isError(payload.metric) ? "%" : "";
@@ -298,12 +277,12 @@
   function renderNotes(payload) {
     var seen = {};
     var notes = [];
-    Object.keys(payload.landscapes || {}).forEach(function (v) {
-      (payload.landscapes[v].notes || []).forEach(function (n) {
+    (payload.keys || []).forEach(function (k) {
+      (payload.landscapes[k].notes || []).forEach(function (n) {
         if (!seen[n]) { seen[n] = true; notes.push(n); }
       });
     });
-    if (!Object.keys(payload.landscapes || {}).length) notes.push("No trials recorded yet: the landscape appears once the sweep starts.");
+    if (!(payload.keys || []).length) notes.push("No trials recorded yet: the landscape appears once the sweep starts.");
     var box = $("notes");
     box.hidden = notes.length === 0;
     box.textContent = notes.join(" \u00b7 ");
@@ -329,15 +308,26 @@
   }
 
   function renderCoupling(payload) {
-    var table = $("coupling");
+    var keys = payload.keys || [];
     var metric = payload.metric;
-    var rows = ["<tr><th class=left>variant</th><th>best</th><th>at lr</th><th>at wd</th><th>ridge slope</th>" +
-      "<th>rows</th><th>separability</th><th>basin cells</th><th>cells</th><th class=left>notes</th></tr>"];
-    (payload.variants || []).forEach(function (v) {
-      var c = payload.landscapes[v].coupling || {};
+    var table = $("coupling");
+    if (!keys.length) { table.innerHTML = ""; return; }
+    var first = payload.landscapes[keys[0]];
+    $("coupling-ridge").textContent = "ridge slope: slope of the best " + first.x.name + " against " + first.y.name +
+      " over the " + first.y.name + " rows, each in its axis's scale (" + first.x.scale + ", " + first.y.scale +
+      ")" + (first.y.name === "lr" && first.x.name === "weight_decay" ? ": \u2248 \u22121 coupled, \u2248 0 decoupled" : "");
+    var rows = ["<tr><th class=left>study</th><th>best</th><th>at " + esc(sharedTitle(keys, "y")) + "</th><th>at " +
+      esc(sharedTitle(keys, "x")) + "</th><th>ridge slope</th><th>rows</th><th>separability</th>" +
+      "<th>basin cells</th><th>cells</th><th class=left>notes</th></tr>"];
+    keys.forEach(function (k) {
+      var l = payload.landscapes[k];
+      var c = l.coupling || {};
       var best = c.best || {};
-      rows.push("<tr><td class=left>" + esc(v) + "</td><td>" + fmt(metric, best.value) + "</td><td>" + sci(best.lr) +
-        "</td><td>" + sci(best.weight_decay) + "</td><td>" + num(c.ridge_slope, 2, true) + "</td><td>" +
+      var params = best.params || {};
+      var axes = c.axes || [l.y.name, l.x.name];
+      rows.push("<tr data-key='" + esc(k) + "'><td class=left>" + esc(l.title || k) + "</td><td>" +
+        fmt(metric, best.value) + "</td><td>" + axisValue(l.y, params[axes[0]]) + "</td><td>" +
+        axisValue(l.x, params[axes[1]]) + "</td><td>" + num(c.ridge_slope, 2, true) + "</td><td>" +
         (c.ridge_rows || 0) + "</td><td>" + num(c.separability, 2) + "</td><td>" + (c.basin_cells || 0) +
         "</td><td>" + (c.n_cells || 0) + "</td><td class=left>" + esc((c.notes || []).join("; ")) + "</td></tr>");
     });
@@ -349,17 +339,13 @@
     return (signed && v > 0 ? "+" : "") + Number(v).toFixed(digits);
   }
 
-  function esc(s) {
-    return String(s === null || s === undefined ? "" : s).replace(/[&<>"']/g, function (c) {
-      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
-    });
-  }
-
   // ------------------------------------------------------------------------------------------
   // A clicked cell: its learning curves and its trials
 
   function indexOf(values, v) {
-    for (var i = 0; i < values.length; i++) if (values[i] === v) return i;
+    for (var i = 0; i < values.length; i++) {
+      if (values[i] === v || Math.abs(values[i] - v) <= 1e-9 * Math.abs(v)) return i;
+    }
     return -1;
   }
 
@@ -369,24 +355,30 @@
     if (!meta || (meta.role !== "panel" && meta.role !== "diff")) return;
     var row = pt.y, col = pt.x;
     var picks = [];
-    var lands = state.payload.landscapes;
     if (meta.role === "panel") {
-      picks.push({ variant: meta.variant, row: row, col: col });
+      picks.push({ key: meta.key, row: row, col: col });
     } else {
-      meta.pair.forEach(function (v) {
-        var l = lands[v];
-        var r = indexOf(l.lr, meta.lr[row]);
-        var c = indexOf(l.weight_decay, meta.weight_decay[col]);
-        if (r >= 0 && c >= 0) picks.push({ variant: v, row: r, col: c });
+      // The difference map holds the cells both grids share: find them by value in each panel.
+      meta.pair.forEach(function (k) {
+        var l = landscapeOf(k);
+        var r = indexOf(l.y.values, meta.y[row]);
+        var c = indexOf(l.x.values, meta.x[col]);
+        if (r >= 0 && c >= 0) picks.push({ key: k, row: r, col: c });
       });
     }
     state.cell = picks;
     loadTable(picks);
   }
 
+  function axisText(axis, v) {
+    var name = axis.label + (axis.symbol ? " " + axis.symbol : "");
+    return name + " " + axisValue(axis, v) + (axis.unit ? " " + axis.unit : "");
+  }
+
   function cellLabel(pick) {
-    var l = state.payload.landscapes[pick.variant];
-    return pick.variant + " lr " + sci(l.lr[pick.row]) + " wd " + sci(l.weight_decay[pick.col]);
+    var l = landscapeOf(pick.key);
+    return (l.title || pick.key) + " at " + axisText(l.y, l.y.values[pick.row]) + " \u00b7 " +
+      axisText(l.x, l.x.values[pick.col]);
   }
 
   function loadTable(picks) {
@@ -394,70 +386,111 @@
     var requests;
     if (picks && picks.length) {
       requests = picks.map(function (p) {
-        var numbers = state.payload.landscapes[p.variant].trials[p.row][p.col];
-        if (!numbers.length) return Promise.resolve({ variant: p.variant, rows: [] });
-        return api(sweepPath("/landscape/trials"), { variant: p.variant, numbers: numbers.join(","), metric: state.metric })
-          .then(function (r) { return r.json(); })
-          .then(function (body) { return { variant: p.variant, rows: body.items }; });
+        var numbers = landscapeOf(p.key).trials[p.row][p.col];
+        if (!numbers.length) return Promise.resolve({ key: p.key, rows: [] });
+        var params = Object.assign(studyParams(p.key), { numbers: numbers.join(","), metric: state.metric });
+        return api.getJson(sweepPath("/landscape/trials"), params)
+          .then(function (body) { return { key: p.key, rows: body.items }; });
       });
       $("table-title").textContent = "Trials of " + picks.map(cellLabel).join(" and ");
     } else {
-      var variant = $("table-variant").value || (state.payload.variants || [])[0];
-      if (!variant) return Promise.resolve();
-      requests = [api(sweepPath("/landscape/trials"), { variant: variant, limit: 20, metric: state.metric })
-        .then(function (r) { return r.json(); })
-        .then(function (body) { return { variant: variant, rows: body.items }; })];
-      $("table-title").textContent = "Best trials of " + variant + " (" + state.metric.replace(/_/g, " ") + ")";
+      var key = $("table-variant").value || (state.payload.keys || [])[0];
+      if (!key) return Promise.resolve();
+      var params = Object.assign(studyParams(key), { limit: 20, metric: state.metric });
+      requests = [api.getJson(sweepPath("/landscape/trials"), params)
+        .then(function (body) { return { key: key, rows: body.items }; })];
+      $("table-title").textContent = "Best trials of " + (landscapeOf(key).title || key) + " (" +
+        words(state.metric) + ")";
     }
     return Promise.all(requests).then(function (groups) {
       renderTable(groups);
-      if (picks && picks.length) renderCurves(groups, picks);
+      if (picks && picks.length) {
+        state.curveGroups = groups;
+        state.curvePicks = picks;
+        renderCurves(groups, picks);
+      }
     }).catch(function (err) {
-      showMessage(err instanceof ApiError ? err.message : String(err));
+      showMessage(api.errorText(err));
     });
   }
 
   function renderTable(groups) {
     var metric = state.metric;
-    var others = ["test_error", "test_loss", "train_loss", "train_error"].filter(function (m) { return m !== metric; });
-    var html = ["<tr><th class=left>variant</th><th>#</th><th>lr</th><th>weight decay</th><th>seed</th>" +
-      "<th class=left>state</th><th>epochs</th><th>" + esc(metric.replace(/_/g, " ")) + "</th>" +
-      others.map(function (m) { return "<th>" + m.replace(/_/g, " ") + "</th>"; }).join("") + "</tr>"];
+    var keys = groups.map(function (g) { return g.key; });
+    var first = landscapeOf(keys[0]);
+    var axes = [first.y.name, first.x.name];
+    var others = (state.payload.metrics || []).filter(function (m) { return m !== metric; });
+    var html = ["<tr><th class=left>study</th><th>#</th><th>" + esc(sharedTitle(keys, "y")) + "</th><th>" +
+      esc(sharedTitle(keys, "x")) + "</th><th>seed</th><th class=left>state</th><th>epochs</th><th>" +
+      esc(words(metric)) + "</th>" + others.map(function (m) { return "<th>" + esc(words(m)) + "</th>"; }).join("") +
+      "</tr>"];
     groups.forEach(function (g) {
+      var l = landscapeOf(g.key);
       g.rows.forEach(function (t) {
-        html.push("<tr><td class=left>" + esc(g.variant) + "</td><td>" + t.number + "</td><td>" + sci(t.lr) +
-          "</td><td>" + sci(t.weight_decay) + "</td><td>" + (t.seed === null || t.seed === undefined ? "" : t.seed) +
-          "</td><td class=left>" + esc(t.state) + "</td><td>" + (t.epochs_done || 0) + " / " + (t.epochs_budget || "?") +
-          "</td><td>" + fmt(metric, t.value) + "</td>" +
-          others.map(function (m) { return "<td>" + fmt(m, t[m]) + "</td>"; }).join("") + "</tr>");
+        var params = t.params || {};
+        html.push("<tr><td class=left>" + esc(l.title || g.key) + "</td><td>" + t.number + "</td><td>" +
+          axisValue(l.y, params[axes[0]]) + "</td><td>" + axisValue(l.x, params[axes[1]]) + "</td><td>" +
+          (t.seed === null || t.seed === undefined ? "" : t.seed) + "</td><td class=left>" + esc(t.state) +
+          "</td><td>" + (t.epochs_done || 0) + " / " + (t.epochs_budget || "?") + "</td><td>" + fmt(metric, t.value) +
+          "</td>" + others.map(function (m) { return "<td>" + fmt(m, t[m]) + "</td>"; }).join("") + "</tr>");
       });
     });
-    if (html.length === 1) html.push("<tr><td class=left colspan=11>no trials</td></tr>");
+    if (html.length === 1) html.push("<tr><td class=left colspan=" + (8 + others.length) + ">no trials</td></tr>");
     $("trials").innerHTML = html.join("");
   }
 
+  // One trial's curve of `metric`: from its per-epoch history; a record without history (hpscape 0.1) has only
+  // "curve", the sweep's metric per epoch.
+  function curveOf(t, metric) {
+    if (Array.isArray(t.history) && t.history.length) {
+      return {
+        metric: metric,
+        x: t.history.map(function (h) { return h.epoch; }),
+        y: t.history.map(function (h) { var v = h[metric]; return v === undefined || !isFinite(v) ? null : v; }),
+      };
+    }
+    return {
+      metric: t.curve_metric,
+      x: (t.curve || []).map(function (p) { return p[0]; }),
+      y: (t.curve || []).map(function (p) { return p[1]; }),
+    };
+  }
+
   function renderCurves(groups, picks) {
+    var metric = state.curveMetric || state.metric;
     var traces = [];
-    var curveMetric = null;
+    var drawn = {};
     groups.forEach(function (g) {
+      var l = landscapeOf(g.key);
       g.rows.forEach(function (t) {
-        curveMetric = t.curve_metric;
+        var curve = curveOf(t, metric);
+        drawn[curve.metric] = true;
         traces.push({
           type: "scatter",
           mode: "lines+markers",
           marker: { size: 4 },
-          name: g.variant + " #" + t.number + (t.seed !== null && t.seed !== undefined ? " (seed " + t.seed + ")" : ""),
-          x: t.curve.map(function (p) { return p[0]; }),
-          y: t.curve.map(function (p) { return p[1]; }),
+          name: (l.title || g.key) + " #" + t.number + (t.seed !== null && t.seed !== undefined ? " (seed " + t.seed + ")" : ""),
+          x: curve.x,
+          y: curve.y,
+          meta: { key: g.key, number: t.number, metric: curve.metric },
         });
       });
     });
-    $("curves-hint").textContent = traces.length ? "" : "No epochs recorded for this cell yet.";
+    var shown = Object.keys(drawn);
+    var hint = traces.length ? "" : "No epochs recorded for this cell yet.";
+    if (shown.some(function (m) { return m !== metric; })) {
+      hint = "Some trials keep no per-epoch history (records from hpscape 0.1): their curves show " +
+        shown.filter(function (m) { return m !== metric; }).map(words).join(", ") + ".";
+    }
+    $("curves-hint").textContent = hint;
     $("curves-title").textContent = "Learning curves: " + picks.map(cellLabel).join(" vs ");
+    var yMetric = shown.length === 1 ? shown[0] : metric;
+    var lastEpoch = Math.max.apply(null, [0].concat(traces.map(function (t) { return t.x.length ? t.x[t.x.length - 1] : 0; })));
     var layout = {
       margin: { t: 10, r: 10, b: 44, l: 64 },
-      xaxis: { title: { text: "epoch" } },
-      yaxis: { title: { text: (curveMetric || "").replace(/_/g, " ") }, tickformat: isError(curveMetric) ? ".1%" : "" },
+      // Whole epochs only: plotly would put ticks at 1.5, 2.5 on a short run.
+      xaxis: { title: { text: "epoch" }, dtick: lastEpoch <= 12 ? 1 : null },
+      yaxis: { title: { text: words(yMetric) }, tickformat: isError(yMetric) ? ".1%" : "" },
       legend: { font: { size: 10 } },
       showlegend: true,
     };
@@ -474,7 +507,7 @@
   }
 
   function exportAs(format) {
-    return api(sweepPath("/landscape/export"), landscapeParams({ format: format }))
+    return api.request(sweepPath("/landscape/export"), landscapeParams({ format: format }))
       .then(function (r) { return r.blob(); })
       .then(function (blob) {
         var a = document.createElement("a");
@@ -484,18 +517,17 @@
         a.click();
         window.setTimeout(function () { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
       })
-      .catch(function (err) { showMessage(err instanceof ApiError ? err.message : String(err)); });
+      .catch(function (err) { showMessage(api.errorText(err)); });
   }
 
   domReady.then(function () {
     gd = $("figure");
     curvesDiv = $("curves");
-    // Bound at once (not with the other controls): a page without a token never renders until it has one.
-    $("token-save").addEventListener("click", function () {
-      try { window.localStorage.setItem("hpscape.token", $("token").value.trim()); } catch (e) { /* private mode */ }
-      reload();
-      if (state.payload) loadTable(state.cell);
-    });
+  });
+  // Bound at once (not with the other controls): a page without a token never renders until it has one.
+  api.onTokenSaved(function () {
+    reload();
+    if (state.payload) loadTable(state.cell);
   });
   load();
 })();

@@ -3,48 +3,21 @@
 (function () {
   "use strict";
 
-  var config = JSON.parse(document.getElementById("hpscape-config").textContent);
-  // ?poll=SECONDS overrides the refresh interval (tests, slow links).
-  var pollParam = parseFloat(new URLSearchParams(window.location.search).get("poll"));
-  if (isFinite(pollParam) && pollParam > 0) config.poll_ms = Math.max(200, pollParam * 1000);
-  var TERMINAL = ["succeeded", "failed", "cancelled"];
+  var api = window.hpscapeApi;  // api.js: token, requests, errors, the token form
+  var config = api.config;
+  var esc = api.esc;
+  var TERMINAL = api.TERMINAL;
   var PAGE = 50;
   var state = { limit: PAGE, timer: null, progress: {} };
   window.hpscape = { state: state, loads: 0, rendered: 0 };
 
   function $(id) { return document.getElementById(id); }
 
-  function headers() {
-    var t = "";
-    try { t = window.localStorage.getItem("hpscape.token") || ""; } catch (e) { t = ""; }
-    return t ? { Authorization: "Bearer " + t } : {};
-  }
-
-  function get(path, params) {
-    var u = new URL(config.api + path, window.location.origin);
-    Object.keys(params || {}).forEach(function (k) { u.searchParams.set(k, String(params[k])); });
-    return fetch(u.toString(), { headers: headers() }).then(function (r) {
-      if (r.ok) return r.json();
-      if (r.status === 401) $("auth").hidden = false;
-      return r.text().then(function (text) {
-        var detail = text;
-        try { var body = JSON.parse(text); detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail); } catch (e) { /* not JSON */ }
-        throw new Error(detail || "HTTP " + r.status);
-      });
-    });
-  }
-
   function items(data) {
     if (Array.isArray(data)) return data;
     var keys = ["items", "sweeps", "results", "data"];
     for (var i = 0; i < keys.length; i++) if (data && Array.isArray(data[keys[i]])) return data[keys[i]];
     return [];
-  }
-
-  function esc(s) {
-    return String(s === null || s === undefined ? "" : s).replace(/[&<>"']/g, function (c) {
-      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
-    });
   }
 
   function when(s) {
@@ -97,7 +70,7 @@
       return !progressOf(s) && (TERMINAL.indexOf(s.status) < 0 || !state.progress[s.id]);
     });
     return Promise.all(wanted.map(function (s) {
-      return get("/sweeps/" + encodeURIComponent(s.id)).then(function (detail) {
+      return api.getJson("/sweeps/" + encodeURIComponent(s.id)).then(function (detail) {
         var p = progressOf(detail);
         if (p) state.progress[s.id] = p;
       }).catch(function () { /* shown on the next full refresh */ });
@@ -106,8 +79,8 @@
 
   function load() {
     window.hpscape.loads += 1;
-    return get("/sweeps", { limit: state.limit, offset: 0 }).then(function (data) {
-      $("auth").hidden = true;
+    return api.getJson("/sweeps", { limit: state.limit, offset: 0 }).then(function (data) {
+      api.showAuth(false);
       $("message").hidden = true;
       var list = items(data);
       render(list);
@@ -118,7 +91,7 @@
       return refreshProgress(list).then(function () { render(list); return list; });
     }).catch(function (err) {
       $("message").hidden = false;
-      $("message").textContent = String(err.message || err);
+      $("message").textContent = api.errorText(err);
       return [];
     }).then(function (list) {
       var active = list.some(function (s) { return TERMINAL.indexOf(s.status) < 0; });
@@ -128,9 +101,6 @@
   }
 
   $("more").addEventListener("click", function () { state.limit += PAGE; load(); });
-  $("token-save").addEventListener("click", function () {
-    try { window.localStorage.setItem("hpscape.token", $("token").value.trim()); } catch (e) { /* private mode */ }
-    load();
-  });
+  api.onTokenSaved(load);
   load();
 })();

@@ -6,14 +6,14 @@ import functools
 import json
 
 import optuna
-from pydantic import ValidationError
 from optuna.samplers import BaseSampler
 from optuna.storages import BaseStorage
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial
+from pydantic import ValidationError
 
-from ..spec import SweepSpec
 from ..keys import Cell, Facet, parse_study_name, study_name
+from ..spec import SweepSpec
 from ..variants import VARIANT_NAMES, get_variant
 from ..vocabulary import NAME_PATTERN
 from . import _optuna

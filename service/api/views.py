@@ -7,9 +7,9 @@ from typing import Any
 
 from optuna.storages import BaseStorage
 
+from hpscape.landscapes import SweepSpec
 from hpscape.service.api.schemas import SweepDetail, SweepOut, SweepProgress, SweepTimings, TrialOut
 from hpscape.service.db.models import SweepRow, utcnow
-from hpscape.landscapes import SweepSpec
 from hpscape.service.progress import load_trials, summarize, trial_row
 
 __all__ = ["row_spec", "sweep_detail", "sweep_out", "sweep_summary_of", "sweep_trials"]

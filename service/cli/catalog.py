@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from hpscape.landscapes import AXES, PRESETS, VARIANTS, model_names
+from hpscape.landscapes.axes import axis_families
 from hpscape.landscapes.variants import DECAY_FORMS
 from hpscape.service.cli._common import console
 
@@ -33,7 +34,8 @@ def axes() -> None:
     for column in ("axis", "meaning", "scale", "valid", "read by", "when not swept"):
         table.add_column(column)
     for axis in AXES.values():
-        families = ", ".join(axis.families) if axis.families else "every variant"
+        readers = axis_families(axis)
+        families = ", ".join(readers) if readers else "every variant"
         if axis.spec_field:
             fixed = f"the spec's `{axis.spec_field}`"
         elif axis.default is None and axis.name != "eps":

@@ -29,10 +29,10 @@ def run(
                                                    "(default RUNS_DIR/NAME-landscape.html).")] = None,
 ) -> None:
     """Run a landscape sweep on Ray (a preset, a YAML/JSON spec, or --resume NAME) and print a per-variant table."""
+    import optuna
+
     from hpscape.landscapes import ensure_sqlite_dir, format_validation_error, get_preset, load_spec
     from hpscape.service.settings import load_settings
-
-    import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     settings = load_settings()
@@ -127,7 +127,7 @@ def _report_landscapes(spec: Any, storage: str, dashboard: Path) -> None:
     from hpscape.landscapes import build_sweep_landscapes, coupling_metrics
 
     landscapes = build_sweep_landscapes(storage, spec.name, metric=spec.metric, spec=spec)
-    coupling = {v: coupling_metrics(l) for v, l in landscapes.items()}
+    coupling = {v: coupling_metrics(land) for v, land in landscapes.items()}
     console.print(coupling_table(spec.metric, coupling))
     dashboard.parent.mkdir(parents=True, exist_ok=True)
     dashboard.write_text(landscape_html(landscapes, title=f"{spec.name}: {spec.metric.replace('_', ' ')}",

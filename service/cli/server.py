@@ -43,7 +43,7 @@ def serve(
         fail_usage(f"cannot start the server on {settings.storage.split('@')[-1]}: {str(exc).splitlines()[0]}")
     if host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print("[yellow]note:[/] listening beyond loopback; every change needs a token "
-                          f"(`hpscape token create NAME`), reads too unless HPSCAPE_PUBLIC_READ=true")
+                          "(`hpscape token create NAME`), reads too unless HPSCAPE_PUBLIC_READ=true")
     if workers == 1:
         uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), timeout_graceful_shutdown=5)
         return

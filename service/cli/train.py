@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from hpscape.landscapes.variants import VARIANT_NAMES
+from hpscape.landscapes.variants import DEFAULT_VARIANT, VARIANT_NAMES
 from hpscape.landscapes.vocabulary import DATASETS, SCHEDULES, validate_model_name
 from hpscape.service.cli._common import console, describe_validation_error, fail_usage
 from hpscape.service.settings import load_settings
@@ -38,7 +38,7 @@ _SCHEDULES = " | ".join(SCHEDULES)
 def train(
     lr: Annotated[float, typer.Option(help="Initial learning rate alpha.")],
     weight_decay: Annotated[float, typer.Option(help="Weight decay lambda (decoupled) or L2 factor lambda' (sgd, adam).")],
-    variant: Annotated[str, typer.Option(help=_VARIANTS)] = "sgdw",
+    variant: Annotated[str, typer.Option(help=_VARIANTS)] = DEFAULT_VARIANT,
     dataset: Annotated[str, typer.Option(help=f"{_DATASETS} (digits is bundled)")] = "digits",
     model: Annotated[str, typer.Option(help="A registered model, see `hpscape models`.")] = "shake_shake_8_2x16d",
     epochs: Annotated[int, typer.Option(help="Epochs to train.")] = 10,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,9 @@ def prepare_sweep(spec: SweepSpec, storage_url: str) -> dict[str, optuna.Study]:
                 f"(differs in: {', '.join(differing)}); give this one another name (--name) or another --storage"
             )
         study.set_user_attr(SPEC_ATTR, spec.model_dump(mode="json"))  # lets `--resume NAME` find it
-        study.set_metric_names([spec.metric])  # optuna-dashboard then names the objective
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, and what optuna-dashboard reads
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([spec.metric])
         if spec.grid is not None:
             enqueue_cells(study, spec.cells(variant), values_of=_values_of(spec, variant, facet))
         studies[study_key(variant, facet)] = study

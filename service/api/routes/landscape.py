@@ -1,4 +1,5 @@
-"""A sweep's landscape: the aggregated lr x weight-decay grids, coupling metrics, figure and exports."""
+"""A sweep's landscape: the aggregated grids over its two swept axes (per variant and facet value), coupling
+metrics, figure and exports."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import Response
 from optuna.storages import BaseStorage
+from pydantic import ValidationError
 
 from hpscape.dashboards import grid_csv, grid_json, landscape_html, landscape_payload
 from hpscape.landscapes import (
-    VARIANTS,
+    LANDSCAPE_METRICS,
+    VARIANT_NAMES,
+    Facet,
     Landscape,
     LandscapeError,
+    SweepSpec,
     build_sweep_landscapes,
     open_study,
     trial_details,
@@ -26,8 +31,9 @@ from hpscape.service.db.models import SweepRow
 
 router = APIRouter(prefix="/api/v1/sweeps", tags=["landscape"])
 
-Metric = Literal["test_error", "test_loss", "train_loss", "train_error"]
-Variant = Literal["sgd", "sgdw", "adam", "adamw", "adamw-torch"]
+# From the registries: a variant or metric added there is accepted here with no edit.
+Metric = Literal[LANDSCAPE_METRICS]  # type: ignore[valid-type]
+Variant = Literal[VARIANT_NAMES]  # type: ignore[valid-type]
 _MAX_NUMBERS = 1000
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -37,10 +43,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 _JSON_OK = {"content": {"application/json": {"schema": {"type": "object"}}}, "description": "OK"}
 
-MetricQuery = Annotated[Metric, Query(description="the metric the colour shows (final epoch: any of these)")]
+MetricQuery = Annotated[Metric, Query(description="the metric the colour shows, at the final epoch or any epoch")]
 EpochQuery = Annotated[
     int | None,
-    Query(ge=1, le=10000, description="an epoch (its intermediate values hold the sweep's metric); omit: final"),
+    Query(ge=1, le=10000, description="an epoch (1 = after the first); omit: the final epoch. A metric other than "
+          "the sweep's is read from the trials' per-epoch history (records without one: 422)"),
 ]
 ClipQuery = Annotated[float | None, Query(description="colour range low/high (metric units); both or neither")]
 
@@ -63,16 +70,27 @@ def _clip(lo: float | None, hi: float | None) -> tuple[float, float] | None:
     return lo, hi
 
 
+def _spec(row: SweepRow) -> SweepSpec | None:
+    """The row's spec, validated once per request; None for a row without one (or one this version cannot read:
+    the landscapes then take the spec stored on the studies)."""
+    if not row.spec:
+        return None
+    try:
+        return SweepSpec.model_validate(row.spec)
+    except ValidationError:
+        return None
+
+
 def _landscapes(
-    storage: BaseStorage, row: SweepRow, metric: str, epoch: int | None, model: bool
+    storage: BaseStorage, row: SweepRow, spec: SweepSpec | None, metric: str, epoch: int | None, model: bool
 ) -> dict[str, Landscape]:
     try:
-        return build_sweep_landscapes(storage, row.record_name, metric=metric, epoch=epoch, model=model)
+        return build_sweep_landscapes(storage, row.record_name, metric=metric, epoch=epoch, model=model, spec=spec)
     except LandscapeError as exc:
         raise _unprocessable(["query", "epoch" if epoch is not None else "metric"], str(exc)) from None
 
 
-def _sweep_info(row: SweepRow) -> dict[str, Any]:
+def _sweep_info(row: SweepRow, parsed: SweepSpec | None) -> dict[str, Any]:
     spec = row.spec or {}
 
     def when(value: Any) -> str | None:
@@ -88,8 +106,13 @@ def _sweep_info(row: SweepRow) -> dict[str, Any]:
         "model": spec.get("model"),
         "epochs": spec.get("epochs"),
         "spec_metric": spec.get("metric", "test_error"),
+        "max_epochs": None if parsed is None else parsed.max_epochs(),
         "kind": "bayes" if spec.get("bayes") else "grid",
         "variants": spec.get("variants"),
+        "axes": None if parsed is None else list(parsed.swept_axes),
+        "facet": None if parsed is None or parsed.facet is None else {
+            "axis": parsed.facet.axis, "values": [f.value for f in parsed.facet.facets],
+            "labels": [f.label for f in parsed.facet.facets]},
         "created_at": when(row.created_at),
         "started_at": when(row.started_at),
         "finished_at": when(row.finished_at),
@@ -114,12 +137,15 @@ def get_landscape(
     clip_lo: ClipQuery = None,
     clip_hi: ClipQuery = None,
 ) -> Response:
-    """Per variant: cells (mean, std, n, state, trial numbers), coupling metrics; the page's figure on request."""
+    """Per study (variant, and facet value): cells (mean, std, n, state, trial numbers) over the two swept axes,
+    coupling metrics; the page's figure on request."""
     started = time.perf_counter()
     clip = _clip(clip_lo, clip_hi)
-    landscapes = _landscapes(storage, row, metric, epoch, model)
+    spec = _spec(row)
+    landscapes = _landscapes(storage, row, spec, metric, epoch, model)
     body = landscape_payload(
-        landscapes, sweep=_sweep_info(row), metric=metric, epoch=epoch, clip=clip, figure=figure, show_model=model
+        landscapes, sweep=_sweep_info(row, spec), metric=metric, epoch=epoch, clip=clip, figure=figure,
+        show_model=model,
     )
     body["server_ms"] = round((time.perf_counter() - started) * 1000, 1)
     return _json(body, started)
@@ -130,26 +156,53 @@ def get_landscape_trials(
     row: SweepDep,
     storage: OptunaDep,
     variant: Annotated[Variant, Query(description="the variant (study) to read")],
+    facet: Annotated[
+        str | None,
+        Query(max_length=200, description="a faceted sweep's facet value, AXIS=VALUE (e.g. schedule=step)"),
+    ] = None,
     numbers: Annotated[
         str | None, Query(max_length=12000, description="comma-separated trial numbers (a cell's trials)")
     ] = None,
     metric: MetricQuery = "test_error",
     limit: Annotated[int, Query(ge=1, le=500, description="without numbers: this many best trials")] = 20,
 ) -> Response:
-    """Trial rows with learning curves: the given trials, or the best finished ones by `metric`."""
+    """Trial rows (params by axis name, every hyperparameter, the per-epoch history and the objective's curve):
+    the given trials, or the best finished ones by `metric`."""
     started = time.perf_counter()
-    variants = list((row.spec or {}).get("variants", VARIANTS))
+    spec = _spec(row)
+    variants = list(spec.variants) if spec is not None else list(VARIANT_NAMES)
     if variant not in variants:
         raise _unprocessable(["query", "variant"], f"variant {variant!r} is not in this sweep (its variants: "
                              f"{', '.join(variants)})")
+    chosen = _facet(spec, facet)
     wanted = _numbers(numbers)
     try:
-        study = open_study(storage, row.record_name, variant, create=False)
+        study = open_study(storage, row.record_name, variant, chosen, create=False)
     except KeyError:
+        what = variant if chosen is None else f"{variant} at {chosen.label}"
         raise HTTPException(status.HTTP_404_NOT_FOUND,
-                            detail=f"sweep {row.id!r} has no trials for {variant} yet: it has not started") from None
+                            detail=f"sweep {row.id!r} has no trials for {what} yet: it has not started") from None
     items = trial_details(study, wanted, metric=metric, limit=limit)
-    return _json({"variant": variant, "metric": metric, "items": items}, started)
+    body = {"variant": variant, "facet": None if chosen is None else chosen.label, "metric": metric, "items": items}
+    return _json(body, started)
+
+
+def _facet(spec: SweepSpec | None, raw: str | None) -> Facet | None:
+    """The facet the trials query names; 422 on the `facet` field for one the sweep does not have."""
+    facets = [f for f in spec.facets() if f is not None] if spec is not None else None
+    if raw is None or not raw.strip():
+        if facets:
+            raise _unprocessable(["query", "facet"], f"this sweep has a facet ({facets[0].axis}): give facet= one of "
+                                 f"{', '.join(f.label for f in facets)}")
+        return None
+    try:
+        facet = Facet.parse(raw.strip())
+    except ValueError as exc:
+        raise _unprocessable(["query", "facet"], str(exc)) from None
+    if facets is not None and facet not in facets:
+        known = f"its facet values: {', '.join(f.label for f in facets)}" if facets else "it has no facet"
+        raise _unprocessable(["query", "facet"], f"facet {raw.strip()!r} is not in this sweep ({known})")
+    return facet
 
 
 def _numbers(raw: str | None) -> list[int] | None:
@@ -186,13 +239,15 @@ def export_landscape(
     clip_lo: ClipQuery = None,
     clip_hi: ClipQuery = None,
 ) -> Response:
-    """The figure as one offline HTML file, or the aggregated grid (every cell of every variant) as CSV/JSON."""
+    """The figure as one offline HTML file, or the aggregated grid (every cell of every study) as CSV/JSON."""
     clip = _clip(clip_lo, clip_hi)
-    landscapes = _landscapes(storage, row, metric, epoch, model)
+    spec = _spec(row)
+    landscapes = _landscapes(storage, row, spec, metric, epoch, model)
     stem = f"{row.record_name}-{metric}" + ("" if epoch is None else f"-epoch{epoch}")
     disposition = {"Content-Disposition": f'attachment; filename="{stem}.{format}"'}
     if format == "csv":
-        return Response(grid_csv(landscapes), media_type="text/csv; charset=utf-8", headers=disposition)
+        csv_text = grid_csv(landscapes, axes=None if spec is None else spec.swept_axes)
+        return Response(csv_text, media_type="text/csv; charset=utf-8", headers=disposition)
     if format == "json":
         return Response(grid_json(landscapes), media_type="application/json", headers=disposition)
     title = f"{row.record_name}: {metric.replace('_', ' ')}" + ("" if epoch is None else f" at epoch {epoch}")

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 
+from hpscape.landscapes import VARIANT_NAMES, landscape_pairs
 from hpscape.service.api.deps import OptunaDep, ReaderDep, SessionDep, StateDep, SweepDep, WriterDep
 from hpscape.service.api.schemas import ErrorOut, SweepDetail, SweepList, SweepOut, SweepStatus
 from hpscape.service.api.views import sweep_detail, sweep_out, sweep_summary_of
@@ -39,8 +40,10 @@ _SUBMIT_BODY = {
                     "preset": {"summary": "the quick preset, 5 epochs", "value": {"preset": "quick", "epochs": 5}},
                     "spec": {"summary": "a full spec", "value": {
                         "name": "my-sweep", "dataset": "digits", "model": "shake_shake_8_2x16d",
-                        "variants": ["sgd", "sgdw"], "epochs": 15, "batch_size": 64,
+                        "variants": list(landscape_pairs(VARIANT_NAMES)[0]), "epochs": 15, "batch_size": 64,
                         "grid": {"lr": [0.0625, 0.125], "weight_decay": [0, 0.001]}}},
+                    "betas": {"summary": "Adam against AdamW over beta1 x beta2", "value": {
+                        "preset": "adam-betas", "name": "my-betas", "epochs": 10}},
                 },
             }
         },
