@@ -92,7 +92,8 @@ def start_server(storage: str, port: int, status_cache_s: float, workdir: Path) 
     env.update(HPSCAPE_STORAGE=storage, HPSCAPE_RUNS_DIR=str(workdir / "runs"),
                HPSCAPE_STATUS_CACHE_S=str(status_cache_s), PYTHONPATH=str(ROOT))
     server = subprocess.Popen(
-        [sys.executable, "-m", "hpscape.service.cli", "serve", "--no-dispatch", "--port", str(port), "--log-level", "warning"],
+        [sys.executable, "-m", "hpscape.service.cli", "serve", "--no-dispatch", "--port", str(port),
+         "--log-level", "warning"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"),
         start_new_session=True)
     deadline = time.time() + 60

@@ -82,7 +82,8 @@ def _trials_for(spec: dict[str, Any], variant: str, count: int, rng: np.random.G
     if "grid" in spec:
         lrs, wds = spec["grid"]["lr"][variant], spec["grid"]["weight_decay"]
         cells = [Cell(lr, wd, s) for lr in lrs for wd in wds for s in spec["seeds"]][:count]  # (lr, weight_decay)
-        dists = {"lr": FloatDistribution(min(lrs), max(lrs), log=True), "weight_decay": FloatDistribution(0.0, max(wds))}
+        dists = {"lr": FloatDistribution(min(lrs), max(lrs), log=True),
+                 "weight_decay": FloatDistribution(0.0, max(wds))}
     else:
         lo, hi = spec["bayes"]["lr"], spec["bayes"]["weight_decay"]
         cells = [Cell(float(2 ** rng.uniform(math.log2(lo[0]), math.log2(lo[1]))),
@@ -162,7 +163,8 @@ def _app_with_sweeps(url: str, sweeps: list[tuple[str, dict[str, Any]]]) -> tupl
         for name, spec in sweeps:
             row = session.scalars(select(SweepRow).where(SweepRow.record_name == name)).first()
             if row is None:
-                total = sum(len(s.get_trials(deepcopy=False)) for s in list_sweep_studies(state.optuna(), name).values())
+                total = sum(len(s.get_trials(deepcopy=False))
+                            for s in list_sweep_studies(state.optuna(), name).values())
                 row = SweepRow(id=f"bench-{zlib.crc32(name.encode()):08x}", name=name, record_name=name, spec=spec,
                                total_trials=total, status="running", owner="bench", created_at=utcnow(), launches=0)
                 session.add(row)

@@ -5,8 +5,8 @@
     python bench/train_throughput.py --model shake_shake_8_2x16d --shape digits --device cpu
 
 Random tensors of the dataset's shape stand in for the data (throughput does not depend on pixel values), so no download
-is needed. Each path trains `--epochs` epochs of `--images` images through `hpscape.workers.train.train_trial`; the first epoch is
-warm-up (cudnn autotuning, torch.compile) and is left out of the figure.
+is needed. Each path trains `--epochs` epochs of `--images` images through `hpscape.workers.train.train_trial`;
+the first epoch is warm-up (cudnn autotuning, torch.compile) and is left out of the figure.
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ def main() -> None:
     rates = {name: measure(config, data) for name, config in paths.items()}
     baseline = rates["eager fp32"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    table = Table(title=f"{args.model}, batch {args.batch_size}, {args.shape}-shaped, {name}, torch {torch.__version__}")
+    table = Table(title=f"{args.model}, batch {args.batch_size}, {args.shape}-shaped, {name}, "
+                        f"torch {torch.__version__}")
     dataset = "CIFAR-10" if args.shape == "cifar" else "digits"
     for column in ("path", "images/s", "× eager fp32", f"100 epochs of {dataset}"):
         table.add_column(column, justify="right")

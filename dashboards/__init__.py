@@ -12,10 +12,12 @@ from .format import (
     axis_ticks,
     axis_title,
     coordinate,
+    coupling_text,
     default_clip,
     format_value,
     is_error_metric,
     metric_label,
+    slope_text,
 )
 from .pages import (
     STATIC_DIR,
@@ -37,6 +39,7 @@ __all__ = [
     "axis_ticks",
     "axis_title",
     "coordinate",
+    "coupling_text",
     "csv_columns",
     "default_clip",
     "difference",
@@ -55,5 +58,6 @@ __all__ = [
     "sweep_figure",
     "sweep_list_html",
     "sweep_page_html",
+    "slope_text",
     "sweep_progress",
 ]

@@ -18,7 +18,7 @@ import numpy as np
 from hpscape.landscapes import CouplingMetrics, Landscape, LandscapeAxis
 from hpscape.landscapes.variants import variant_label
 
-from .format import axis_ticks, axis_title, format_value, is_error_metric, metric_label
+from .format import axis_ticks, axis_title, coupling_text, format_value, is_error_metric, metric_label
 from .rows import difference, figure_rows
 from .traces import diff_trace, panel_name, panel_traces
 
@@ -197,9 +197,7 @@ def _panel_title(
     if metrics is None:
         sub = ""
     else:
-        slope = "—" if metrics.ridge_slope is None else f"{metrics.ridge_slope:+.2f}"
-        sep = "—" if metrics.separability is None else f"{metrics.separability:.2f}"
-        sub = f"ridge slope {slope} · separability {sep} · basin {metrics.basin_cells} cells"
+        sub = coupling_text(metrics)
     return _title_annotation(domain_x, top, label, sub)
 
 

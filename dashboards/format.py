@@ -7,9 +7,11 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from hpscape.landscapes import Landscape, LandscapeAxis
+from hpscape.landscapes import CouplingMetrics, Landscape, LandscapeAxis
 
 __all__ = [
+    "coupling_text",
+    "slope_text",
     "FIG2_CLIP",
     "axis_ticks",
     "axis_title",
@@ -149,3 +151,24 @@ def default_clip(
     if hi <= lo:
         hi = lo + max(abs(lo) * 0.1, 1e-6)
     return lo, hi
+
+
+def slope_text(metrics: CouplingMetrics) -> str:
+    """'−0.98 [−1.05, −0.91]' (the slope and its 95 % interval), '−0.98 (no interval)', or '—'."""
+    if metrics.ridge_slope is None:
+        return "—"
+    text = f"{metrics.ridge_slope:+.2f}".replace("-", "−")
+    if metrics.ridge_slope_ci is None:
+        return f"{text} (no interval)"
+    lo, hi = (f"{v:+.2f}".replace("-", "−") for v in metrics.ridge_slope_ci)
+    return f"{text} [{lo}, {hi}]"
+
+
+def coupling_text(metrics: CouplingMetrics) -> str:
+    """One line for a panel: slope with interval, verdict, interaction and separability."""
+    parts = [f"ridge slope {slope_text(metrics)}", metrics.verdict]
+    if metrics.interaction is not None:
+        parts.append(f"interaction {metrics.interaction:.2f}")
+    if metrics.separability is not None:
+        parts.append(f"separability {metrics.separability:.2f}")
+    return " · ".join(parts)

@@ -136,10 +136,13 @@ def sweep_page_html(
 <div id="figure" class="figure"></div>
 <section>
   <h2>Coupling</h2>
-  <p class="muted"><span id="coupling-ridge">ridge slope: slope of the best horizontal value against the
-  vertical one over the rows, each in its axis's scale (lr &times; weight decay: &asymp; &minus;1 coupled, &asymp; 0
-  decoupled)</span>; separability: share of variance explained by row + column effects; basin: cells within
-  10&nbsp;% of the best.</p>
+  <p class="muted"><span id="coupling-ridge">ridge slope: the line through each row's optimum between grid points,
+  horizontal against vertical, each in its axis's scale (lr &times; weight decay: &asymp; &minus;1 coupled, &asymp; 0
+  decoupled)</span>, with its 95&nbsp;% interval (a bootstrap over seeds, or over cells with one seed); verdict:
+  coupled when the whole interval lies below &minus;0.3, separable when it lies within &plusmn;0.3, inconclusive
+  otherwise; interaction: |c|/&radic;(ab) of a quadratic fit around the best cells (0 separable, 1 diagonal);
+  separability: share of variance that row + column effects explain around the basin; basin: cells within
+  10&nbsp;% of the best, and the fitted basin's area (axis units&sup2;) and tilt from vertical.</p>
   <table id="coupling" class="grid-table"></table>
 </section>
 <section class="detail">

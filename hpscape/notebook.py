@@ -72,13 +72,16 @@ class Sweep:
         return go.Figure(figure)
 
     def table(self) -> list[dict[str, Any]]:
-        """One row per landscape: best value and cell, ridge slope, separability, basin size."""
+        """One row per landscape: best value and cell, ridge slope with its 95 % interval, verdict, interaction,
+        separability, basin size."""
         rows = []
         for key, metrics in self.coupling.items():
             rows.append({"landscape": key, "best": None if metrics.best is None else metrics.best["value"],
                          "at": None if metrics.best is None else metrics.best["params"],
-                         "ridge_slope": metrics.ridge_slope, "separability": metrics.separability,
-                         "basin_cells": metrics.basin_cells, "cells": metrics.n_cells, "notes": list(metrics.notes)})
+                         "ridge_slope": metrics.ridge_slope, "ridge_slope_ci": metrics.ridge_slope_ci,
+                         "verdict": metrics.verdict, "interaction": metrics.interaction,
+                         "separability": metrics.separability, "basin_cells": metrics.basin_cells,
+                         "cells": metrics.n_cells, "notes": list(metrics.notes)})
         return rows
 
     def _repr_html_(self) -> str:

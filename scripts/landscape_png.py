@@ -1,6 +1,7 @@
-"""Render a recorded sweep's landscape figure to a PNG (the README's quick-preset figure comes from this).
+r"""Render a recorded sweep's landscape figure to a PNG (the README's quick-preset figure comes from this).
 
-    .venv/bin/python scripts/landscape_png.py --storage sqlite:///.hpscape/demo.db --sweep quick -o docs/quick-landscape.png
+    .venv/bin/python scripts/landscape_png.py --storage sqlite:///.hpscape/demo.db --sweep quick \
+        -o docs/quick-landscape.png
 
 Builds the same offline HTML as `hpscape run` writes, opens it in Debian's Chromium (`make chromium`) through
 playwright, and screenshots the figure.

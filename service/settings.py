@@ -22,7 +22,8 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(default=_HOME / "data", description="Where datasets (cifar-10-python.tar.gz) live.")
     runs_dir: Path = Field(default=_HOME / "runs", description="Checkpoints and Ray Tune state.")
-    ray_address: str | None = Field(default=None, description="Ray cluster to join (e.g. ray://HEAD:10001); local Ray if unset.")
+    ray_address: str | None = Field(default=None,
+                                    description="Ray cluster to join (e.g. ray://HEAD:10001); local Ray if unset.")
     device: str = Field(default="auto", description="Training device: auto, cpu, cuda, cuda:N.")
 
     # --- the controller (server side) ---------------------------------------------------------------------------

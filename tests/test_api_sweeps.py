@@ -239,7 +239,8 @@ def test_detail_counts_best_cell_timings_and_eta_match_the_record(api, fake_prog
     assert detail["status"] == "running" and detail["launches"] == 1
     # Exactly what the library's own summary of the record says.
     recorded = sweep_summary(make_storage(api.settings.storage), sweep["record_name"])
-    assert {key: {k: v for k, v in info.items() if k != "total"} for key, info in detail["variants"].items()} == recorded
+    assert {key: {k: v for k, v in info.items() if k != "total"}
+            for key, info in detail["variants"].items()} == recorded
     assert all(info["total"] == 4 for info in detail["variants"].values()), "what the spec plans per study"
     for variant in ("sgd", "sgdw"):
         info = detail["variants"][variant]

@@ -1,7 +1,8 @@
 """A sweep on a two-node Ray cluster on this machine, submitted to the controller (`hpscape serve`) on PostgreSQL.
 
 The head (1 CPU) and a second node (1 CPU, custom resource `node2`) are started by the containers' own script,
-`docker/ray-node.sh head|worker`, each in its own session, with Ray token authentication on, as two machines would. The sweep's trials run on both nodes; the second node is killed (every
+`docker/ray-node.sh head|worker`, each in its own session, with Ray token authentication on, as two machines would.
+The sweep's trials run on both nodes; the second node is killed (every
 process of it, SIGKILL) while it trains a trial; Ray retries that trial on the head from its checkpoint in the shared
 runs directory and the sweep completes with every cell finished exactly once.
 

@@ -188,17 +188,17 @@ def test_lr_weight_decay_page_panels_hover_click_refresh_and_exports(
     header = page.locator("#coupling tr").first.inner_text()
     assert "at learning rate α" in header and "at weight decay" in header
 
-    # Hover over SGD's cell (2, 3): mean ± std, n, state and trial numbers.
+    # Hover over SGD's cell (2, 5): mean ± std, n, state and trial numbers.
     land = lands["sgd"]
-    x, y = _cell_point(page, 1, 2, 3)
+    x, y = _cell_point(page, 1, 2, 5)
     page.mouse.move(x, y)
     hover = page.locator(".hoverlayer .hovertext")
     hover.wait_for(timeout=10_000)
     text = hover.text_content()
     assert "lr 2⁻⁴ (0.0625) · weight decay λ′ 2⁻¹×0.001 (0.0005)" in text
-    assert f"{100 * land.mean[2, 3]:.2f} ± {100 * land.std[2, 3]:.2f} %" in text
+    assert f"{100 * land.mean[2, 5]:.2f} ± {100 * land.std[2, 5]:.2f} %" in text
     assert "(n=2)" in text and "state: done" in text
-    assert all(f"#{n}" in text for n in land.trials[2][3])
+    assert all(f"#{n}" in text for n in land.trials[2][5])
 
     # Clicking the cell draws its learning curves (one per seed, from the histories) and lists its trials.
     page.mouse.click(x, y)
@@ -207,7 +207,7 @@ def test_lr_weight_decay_page_panels_hover_click_refresh_and_exports(
     assert "Trials of SGD (L2) at learning rate α 0.0625 · weight decay λ′ 0.0005" in \
         page.locator("#table-title").inner_text()
     curve = page.evaluate("document.getElementById('curves').data[0].y")
-    assert len(curve) == 4 and curve[-1] == pytest.approx(land.mean[2, 3], abs=0.002)
+    assert len(curve) == 4 and curve[-1] == pytest.approx(land.mean[2, 5], abs=0.002)
     # Any recorded metric: the test loss is three times the error in these records.
     page.select_option("#curve-metric", "test_loss")
     page.wait_for_function("document.getElementById('curves').data[0].meta.metric === 'test_loss'", timeout=10_000)

@@ -105,7 +105,8 @@ def test_cifar_shapes_labels_and_metadata(fake_cifar: FakeCifar) -> None:
     assert ds.augmentation == data.Augmentation(flip=True, pad=4)
 
 
-@pytest.mark.parametrize(("split", "i", "c", "r", "k"), [("train", 0, 0, 0, 0), ("train", 57, 1, 3, 30), ("test", 19, 2, 31, 5)])
+@pytest.mark.parametrize(("split", "i", "c", "r", "k"),
+                         [("train", 0, 0, 0, 0), ("train", 57, 1, 3, 30), ("test", 19, 2, 31, 5)])
 def test_cifar_pixel_normalized_by_hand(fake_cifar: FakeCifar, split: str, i: int, c: int, r: int, k: int) -> None:
     ds = _load_fake(fake_cifar)
     raw = fake_cifar.train_data if split == "train" else fake_cifar.test_data

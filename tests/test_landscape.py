@@ -598,7 +598,8 @@ def _run_spec(storage: RDBStorage, spec: SweepSpec, *, diverge: set[int] = froze
     for variant, facet in spec.studies():
         study = open_study(storage, spec.name, variant, facet)
         study.set_user_attr(SPEC_ATTR, spec.model_dump(mode="json"))
-        enqueue_cells(study, spec.cells(variant), values_of=lambda c, v=variant, f=facet: spec.trial_values(v, c.params, f))
+        enqueue_cells(study, spec.cells(variant),
+                      values_of=lambda c, v=variant, f=facet: spec.trial_values(v, c.params, f))
         while (number := claim_next(study)) is not None:
             base = 0.1 * (number + 1)
             history = _history(spec.epochs, base)

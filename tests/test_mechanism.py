@@ -21,7 +21,8 @@ CASES = [  # (variant, alpha, lambda): two alphas per variant, so the test sees 
 def test_measured_angular_update_matches_the_equilibrium_formula(variant, lr, weight_decay):
     measured = simulate_angular_update(variant, lr=lr, weight_decay=weight_decay)
     predicted = predicted_angular_update(variant, lr=lr, weight_decay=weight_decay)
-    assert measured == pytest.approx(predicted, rel=0.05), f"{variant}: measured {measured:.5f}, formula {predicted:.5f}"
+    assert measured == pytest.approx(predicted, rel=0.05), (
+        f"{variant}: measured {measured:.5f}, formula {predicted:.5f}")
 
 
 def test_sgd_l2_couples_the_knobs_and_decoupled_decay_does_not():

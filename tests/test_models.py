@@ -131,7 +131,8 @@ def test_unknown_name_lists_close_matches_and_pattern() -> None:
     assert "list_models()" in message
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [({"num_classes": 0}, "num_classes"), ({"in_channels": -1}, "in_channels")])
+@pytest.mark.parametrize(("kwargs", "field"),
+                         [({"num_classes": 0}, "num_classes"), ({"in_channels": -1}, "in_channels")])
 def test_invalid_sizes_are_rejected(kwargs: dict[str, int], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         create_model("shake_shake_8_2x16d", **kwargs)
@@ -156,7 +157,7 @@ def test_register_model_decorator_and_duplicate_name() -> None:
 
 @pytest.mark.parametrize(("depth", "branches"), [(25, 2), (2, 2), (26, 3)])
 def test_invalid_architecture_is_rejected(depth: int, branches: int) -> None:
-    with pytest.raises(ValueError, match="depth must be 6n+2|exactly 2 branches"):
+    with pytest.raises(ValueError, match=r"depth must be 6n\+2|exactly 2 branches"):
         ShakeShake(depth=depth, width=16, branches=branches)
 
 

@@ -48,7 +48,8 @@ from hpscape.landscapes.record import (
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-METRICS = {"test_error": 0.25, "test_loss": 0.7, "train_loss": 0.5, "train_error": 0.2, "images_per_s": 900.0, "wall_s": 3.5}
+METRICS = {"test_error": 0.25, "test_loss": 0.7, "train_loss": 0.5, "train_error": 0.2,
+           "images_per_s": 900.0, "wall_s": 3.5}
 
 
 @pytest.fixture

@@ -79,7 +79,8 @@ def test_submit_list_status_export_cancel(live, tmp_path):
     assert "queued" in live.run("status", sweep_id).stdout
 
     exported = live.run("export", sweep_id, "--format", "csv")
-    assert exported.exit_code == 0 and exported.stdout.startswith("sweep_id,variant,facet,number,state,lr,weight_decay,seed")
+    assert (exported.exit_code == 0
+            and exported.stdout.startswith("sweep_id,variant,facet,number,state,lr,weight_decay,seed"))
     out = tmp_path / "sweep.json"
     assert live.run("export", sweep_id, "--format", "json", "-o", str(out)).exit_code == 0
     assert json.loads(out.read_text())["sweep"]["id"] == sweep_id

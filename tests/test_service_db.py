@@ -63,7 +63,8 @@ def test_controllers_starting_together_migrate_once(postgres_url, tmp_path):
 
 def test_migrations_are_found_from_any_directory_and_are_packaged(tmp_path):
     # Run from elsewhere: the script location is relative to the module, not to the working directory.
-    found = subprocess.run([sys.executable, "-c", "from hpscape.service.db import head_revision; print(head_revision())"],
+    found = subprocess.run([sys.executable, "-c",
+                            "from hpscape.service.db import head_revision; print(head_revision())"],
                            cwd=tmp_path, capture_output=True, text=True)
     assert found.returncode == 0 and found.stdout.strip() == head_revision(), found.stderr
     # pyproject.toml ships the migrations as packages (their .py files) plus the template as package data.

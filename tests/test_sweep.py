@@ -118,7 +118,8 @@ def test_worker_killed_mid_trial_resumes_from_its_checkpoint(tmp_path, local_ray
     runner = threading.Thread(
         target=lambda: _capture(errors, run_sweep, spec, storage_url=storage_url, runs_dir=tmp_path / "runs"))
     runner.start()
-    victim = wait_until("an sgdw worker past epoch 3", lambda: _running_worker(storage_url, spec.name, "sgdw", min_epochs=3),
+    victim = wait_until("an sgdw worker past epoch 3",
+                        lambda: _running_worker(storage_url, spec.name, "sgdw", min_epochs=3),
                         120, interval=0.5)
     os.kill(victim, signal.SIGKILL)
     runner.join(timeout=300)

@@ -6,8 +6,8 @@ Gradient noise makes |w| grow, decay makes it shrink, and at equilibrium the wei
     SGD + L2 (lambda')              sqrt(2 * alpha * lambda' / (1 + mu))          depends on alpha*lambda' -> diagonal
     SGDW, paper AdamW (lambda)      sqrt(2 * lambda * (1 - mu) / (1 + mu))        independent of alpha -> upright
 
-(mu is the momentum, or Adam's beta1.) `simulate_angular_update` drives the real optimizers of `hpscape.workers.optim` with such
-gradients and measures the angle; `predicted_angular_update` is the formula.
+(mu is the momentum, or Adam's beta1.) `simulate_angular_update` drives the real optimizers of `hpscape.workers.optim`
+with such gradients and measures the angle; `predicted_angular_update` is the formula.
 """
 
 from __future__ import annotations

@@ -313,12 +313,14 @@
     var table = $("coupling");
     if (!keys.length) { table.innerHTML = ""; return; }
     var first = payload.landscapes[keys[0]];
-    $("coupling-ridge").textContent = "ridge slope: slope of the best " + first.x.name + " against " + first.y.name +
-      " over the " + first.y.name + " rows, each in its axis's scale (" + first.x.scale + ", " + first.y.scale +
-      ")" + (first.y.name === "lr" && first.x.name === "weight_decay" ? ": \u2248 \u22121 coupled, \u2248 0 decoupled" : "");
+    $("coupling-ridge").textContent = "ridge slope: the line through each " + first.y.name + " row's optimum " +
+      "between grid points, " + first.x.name + " against " + first.y.name + ", each in its axis's scale (" +
+      first.x.scale + ", " + first.y.scale + ")" + (first.y.name === "lr" && first.x.name === "weight_decay" ?
+      ": \u2248 \u22121 coupled, \u2248 0 decoupled" : "");
     var rows = ["<tr><th class=left>study</th><th>best</th><th>at " + esc(sharedTitle(keys, "y")) + "</th><th>at " +
-      esc(sharedTitle(keys, "x")) + "</th><th>ridge slope</th><th>rows</th><th>separability</th>" +
-      "<th>basin cells</th><th>cells</th><th class=left>notes</th></tr>"];
+      esc(sharedTitle(keys, "x")) + "</th><th>ridge slope [95 % interval]</th><th>rows</th>" +
+      "<th class=left>verdict</th><th>interaction</th><th>separability</th><th>basin cells</th><th>basin area, " +
+      "tilt</th><th>cells</th><th class=left>notes</th></tr>"];
     keys.forEach(function (k) {
       var l = payload.landscapes[k];
       var c = l.coupling || {};
@@ -327,11 +329,32 @@
       var axes = c.axes || [l.y.name, l.x.name];
       rows.push("<tr data-key='" + esc(k) + "'><td class=left>" + esc(l.title || k) + "</td><td>" +
         fmt(metric, best.value) + "</td><td>" + axisValue(l.y, params[axes[0]]) + "</td><td>" +
-        axisValue(l.x, params[axes[1]]) + "</td><td>" + num(c.ridge_slope, 2, true) + "</td><td>" +
-        (c.ridge_rows || 0) + "</td><td>" + num(c.separability, 2) + "</td><td>" + (c.basin_cells || 0) +
-        "</td><td>" + (c.n_cells || 0) + "</td><td class=left>" + esc((c.notes || []).join("; ")) + "</td></tr>");
+        axisValue(l.x, params[axes[1]]) + "</td><td>" + slopeText(c) + "</td><td>" + (c.ridge_rows || 0) +
+        "</td><td class='left verdict " + esc(c.verdict || "") + "'>" + esc(c.verdict || "") + "</td><td>" +
+        withInterval(c.interaction, c.interaction_ci) + "</td><td>" + num(c.separability, 2) + "</td><td>" +
+        (c.basin_cells || 0) + "</td><td>" + basinText(c) + "</td><td>" + (c.n_cells || 0) +
+        "</td><td class=left>" + esc((c.notes || []).join("; ")) + "</td></tr>");
     });
     table.innerHTML = rows.join("");
+  }
+
+  function withInterval(v, ci) {
+    if (v === null || v === undefined) return "\u2014";
+    var text = num(v, 2, false);
+    return ci ? text + " [" + num(ci[0], 2, false) + ", " + num(ci[1], 2, false) + "]" : text;
+  }
+
+  function slopeText(c) {
+    if (c.ridge_slope === null || c.ridge_slope === undefined) return "\u2014";
+    var text = num(c.ridge_slope, 2, true);
+    if (!c.ridge_slope_ci) return text + " (no interval)";
+    return text + " [" + num(c.ridge_slope_ci[0], 2, true) + ", " + num(c.ridge_slope_ci[1], 2, true) + "]";
+  }
+
+  function basinText(c) {
+    var area = c.basin_area === null || c.basin_area === undefined ? "open" : num(c.basin_area, 1, false);
+    var tilt = c.basin_angle === null || c.basin_angle === undefined ? "" : ", " + num(c.basin_angle, 0, true) + "\u00b0";
+    return area + tilt;
   }
 
   function num(v, digits, signed) {

@@ -128,6 +128,20 @@ def aggregate(cols: Columns, row: np.ndarray, col: np.ndarray, shape: tuple[int,
     groups = [ordered[a:b] for a, b in zip(starts, ends)]
     trials = [groups[r * n_cols : (r + 1) * n_cols] for r in range(n_rows)]
 
+    # Per seed: the cell's value (seeds with no value anywhere are left out). What bootstraps over seeds resample.
+    seed = cols.seed[placed]
+    seeds = np.unique(seed[usable & (seed >= 0)])
+    samples = np.full((seeds.size, size), np.nan)
+    if seeds.size:
+        pick = usable & (seed >= 0)
+        which = np.searchsorted(seeds, seed[pick])
+        sums = np.zeros((seeds.size, size))
+        hits = np.zeros((seeds.size, size))
+        np.add.at(sums, (which, key[pick]), value[pick])
+        np.add.at(hits, (which, key[pick]), 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            samples = np.where(hits > 0, sums / np.maximum(hits, 1), np.nan)
+
     return {
         "mean": mean.reshape(shape),
         "std": std.reshape(shape),
@@ -138,6 +152,8 @@ def aggregate(cols: Columns, row: np.ndarray, col: np.ndarray, shape: tuple[int,
         "state_counts": {k: v.reshape(shape) for k, v in counts.items()},
         "budget": budget.reshape(shape),
         "trials": trials,
+        "seeds": tuple(int(s) for s in seeds),
+        "samples": samples.reshape((seeds.size, n_rows, n_cols)),
     }
 
 

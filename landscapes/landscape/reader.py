@@ -37,7 +37,7 @@ DONE, DIVERGED, STOPPED, RUNNING, QUEUED, FAILED = range(6)
 CATEGORY_NAMES = ("done", "diverged", "stopped", "running", "queued", "failed")
 STATE_CODES = {"COMPLETE": DONE, "PRUNED": STOPPED, "RUNNING": RUNNING, "WAITING": QUEUED, "FAIL": FAILED}
 # The only names spliced into SQL: axis names (params) and hpscape's own attr names.
-_SQL_NAMES = frozenset({*AXIS_NAMES, Attr.DIVERGED, Attr.EPOCHS_DONE, Attr.HISTORY, *LANDSCAPE_METRICS})
+_SQL_NAMES = frozenset({*AXIS_NAMES, Attr.DIVERGED, Attr.EPOCHS_DONE, Attr.SEED, Attr.HISTORY, *LANDSCAPE_METRICS})
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ class Columns:
     value: np.ndarray  # float64: the metric at this view (NaN: none)
     diverged: np.ndarray  # bool: diverged at this view
     epochs_done: np.ndarray  # int64 (0 if unknown)
+    seed: np.ndarray  # int64 (-1 if unknown)
 
     def take(self, index: np.ndarray) -> Columns:
         return Columns(*(getattr(self, f.name)[index] for f in fields(self)))
@@ -78,7 +79,7 @@ class Columns:
     def empty() -> Columns:
         ints, floats = np.zeros(0, dtype=np.int64), np.zeros(0)
         return Columns(ints, ints, np.zeros(0, dtype=np.int8), floats, floats, floats, np.zeros(0, dtype=bool),
-                       ints)
+                       ints, ints)
 
 
 def read_columns(storage: BaseStorage, study_id: int, view: View) -> Columns:
@@ -123,6 +124,16 @@ def _stored_floats(values: Sequence[float | None], kinds: Sequence[Any]) -> np.n
     return out
 
 
+def _seed(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else -1
+
+
+def _int_attr(raw: Sequence[str | None]) -> np.ndarray:
+    """JSON-encoded seeds to int64 (-1 where missing)."""
+    values = _json_floats(raw)
+    return np.where(np.isfinite(values), values, -1).astype(np.int64)
+
+
 def _number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return math.nan
@@ -160,7 +171,7 @@ def _sql(study_id: int, view: View) -> str:
         value_from, value_key = "attr", name(Attr.HISTORY)
     return _optuna.trial_columns_sql(
         study_id=name(int(study_id)), y=name(view.y), x=name(view.x), value_from=value_from, value_key=value_key,
-        epochs_done=name(Attr.EPOCHS_DONE), diverged=name(Attr.DIVERGED),
+        epochs_done=name(Attr.EPOCHS_DONE), diverged=name(Attr.DIVERGED), seed=name(Attr.SEED),
     )
 
 
@@ -199,6 +210,7 @@ def _from_sql(backend: RDBStorage, study_id: int, view: View,
         flagged=(np.array(cols[8], dtype=object) == "true").astype(bool),
         history_blown=attr_blown,
         epochs_done=np.where(np.isfinite(done), done, 0).astype(np.int64),
+        seed=_int_attr(cols[10]),
     )
 
 
@@ -288,6 +300,7 @@ def _from_frozen(trials: Sequence[FrozenTrial], view: View) -> Columns:
         flagged=np.array([t.user_attrs.get(Attr.DIVERGED) is True for t in trials], dtype=bool),
         history_blown=blown,
         epochs_done=np.array([int(t.user_attrs.get(Attr.EPOCHS_DONE) or 0) for t in trials], dtype=np.int64),
+        seed=np.array([_seed(t.user_attrs.get(Attr.SEED)) for t in trials], dtype=np.int64),
     )
 
 
@@ -304,6 +317,7 @@ def _finish(
     flagged: np.ndarray,
     history_blown: np.ndarray | None,
     epochs_done: np.ndarray,
+    seed: np.ndarray,
 ) -> Columns:
     """Trial categories and the value each trial contributes at this view (NaN: none)."""
     category = np.fromiter((STATE_CODES.get(s, FAILED) for s in state), dtype=np.int8, count=len(state))
@@ -332,4 +346,4 @@ def _finish(
         value = measured
         diverged = (history_blown | np.isinf(value)) & (category != QUEUED)
     value = np.where(diverged | ~np.isfinite(value), np.nan, value)
-    return Columns(trial_id, number, category, y, x, value, diverged, epochs_done)
+    return Columns(trial_id, number, category, y, x, value, diverged, epochs_done, seed)

@@ -131,6 +131,8 @@ class Landscape:
     model: ModelSurface | None = None
     value_source: str = ""
     points: dict[str, np.ndarray] = field(default_factory=dict)  # binned: the raw trials
+    seeds: tuple[int, ...] = ()  # the seeds with a measured value
+    samples: np.ndarray | None = None  # (seeds, rows, cols): each seed's value per cell, NaN where it has none
 
     @property
     def key(self) -> str:
@@ -200,6 +202,7 @@ class Landscape:
             "best": [list(cell) for cell in self.best_cells(10)],
             "progress": self.progress(),
             "n_trials": self.n_trials,
+            "seeds": list(self.seeds),
             "notes": list(self.notes),
             "model": None if self.model is None else self.model.to_dict(),
         }

@@ -107,8 +107,9 @@ def trial_columns_sql(
     value_key: str,
     epochs_done: str,
     diverged: str,
+    seed: str,
 ) -> str:
-    """One row per trial: id, number, state, the two params, a value and its type tag, an attr, two flags.
+    """One row per trial: id, number, state, the two params, a value and its type tag, an attr, two flags, the seed.
 
     `value_from` picks the value: "final" (the objective, and the user attr `value_key`), "intermediate" (the
     intermediate value at step `value_key`) or "attr" (the raw JSON of user attr `value_key`, e.g. the history).
@@ -128,13 +129,15 @@ def trial_columns_sql(
     else:
         raise ValueError(f"unknown value source {value_from!r}")
     return f"""
-SELECT t.trial_id, t.number, t.state, py.param_value, px.param_value, {measured[0]}, dv.value_json, ed.value_json
+SELECT t.trial_id, t.number, t.state, py.param_value, px.param_value, {measured[0]}, dv.value_json, ed.value_json,
+       sd.value_json
 FROM trials t
 LEFT JOIN trial_params py ON py.trial_id = t.trial_id AND py.param_name = {y}
 LEFT JOIN trial_params px ON px.trial_id = t.trial_id AND px.param_name = {x}
 {measured[1]}
 LEFT JOIN trial_user_attributes dv ON dv.trial_id = t.trial_id AND dv.key = {diverged}
 LEFT JOIN trial_user_attributes ed ON ed.trial_id = t.trial_id AND ed.key = {epochs_done}
+LEFT JOIN trial_user_attributes sd ON sd.trial_id = t.trial_id AND sd.key = {seed}
 WHERE t.study_id = {study_id}"""
 
 

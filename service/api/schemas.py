@@ -66,7 +66,8 @@ class SweepOut(BaseModel):
 class BestCell(BaseModel):
     number: int
     value: float
-    params: dict[str, float | int] = Field(description="the swept axes' values, e.g. {\"lr\": 0.125, \"weight_decay\": 0.001}")
+    params: dict[str, float | int] = Field(
+        description="the swept axes' values, e.g. {\"lr\": 0.125, \"weight_decay\": 0.001}")
     seed: int | None
 
 

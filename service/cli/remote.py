@@ -70,7 +70,8 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def submit(
-    spec_file: Annotated[Path | None, typer.Argument(help="Sweep spec (.yaml, .yml or .json).", show_default=False)] = None,
+    spec_file: Annotated[Path | None, typer.Argument(help="Sweep spec (.yaml, .yml or .json).",
+                                                     show_default=False)] = None,
     preset: Annotated[str | None, typer.Option(help="Submit a built-in preset: quick or fig2.")] = None,
     name: Annotated[str | None, typer.Option(help="Override the sweep name.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a top-level spec field: KEY=VALUE "
@@ -199,8 +200,8 @@ def status(
 
 def _watch(client: Client, sweep: dict[str, Any], interval: float) -> dict[str, Any]:
     totals = {key: info["total"] for key, info in sweep["variants"].items()}
-    columns = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
-               TimeElapsedColumn())
+    columns = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[note]}"), TimeElapsedColumn())
     # On stderr: stdout stays clean for the final table (or --json) when piped.
     with Progress(*columns, console=err_console, transient=False) as bars:
         overall = bars.add_task("all", total=sweep["total_trials"], note="")
@@ -250,7 +251,8 @@ def export(
     if format_ not in ("csv", "json"):
         _fail(f"--format must be csv or json, got {format_!r}", USAGE_ERROR)
     with _client(url, token) as client:
-        text = client.export_csv(sweep_id) if format_ == "csv" else json.dumps(client.export_json(sweep_id), indent=2) + "\n"
+        text = (client.export_csv(sweep_id) if format_ == "csv"
+                else json.dumps(client.export_json(sweep_id), indent=2) + "\n")
     if output is None:
         sys.stdout.write(text)
     else:

@@ -17,12 +17,15 @@ _BAR = 12
 
 
 def run(
-    spec_file: Annotated[Path | None, typer.Argument(help="Sweep spec (.yaml, .yml or .json).", show_default=False)] = None,
-    preset: Annotated[str | None, typer.Option(help="Run a built-in preset: quick (CPU, minutes) or fig2 (GPU).")] = None,
+    spec_file: Annotated[Path | None, typer.Argument(help="Sweep spec (.yaml, .yml or .json).",
+                                                     show_default=False)] = None,
+    preset: Annotated[str | None, typer.Option(help="Run a built-in preset: quick (CPU, minutes) "
+                                                    "or fig2 (GPU).")] = None,
     resume: Annotated[str | None, typer.Option(help="Continue the sweep of this name after a crash.")] = None,
     name: Annotated[str | None, typer.Option(help="Override the sweep name (e.g. to run a preset twice).")] = None,
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default HPSCAPE_STORAGE).")] = None,
-    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default HPSCAPE_RAY_ADDRESS; local).")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address "
+                                                         "(default HPSCAPE_RAY_ADDRESS; local).")] = None,
     runs_dir: Annotated[Path | None, typer.Option(help="Checkpoints and Ray state (default HPSCAPE_RUNS_DIR).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Dataset directory (default HPSCAPE_DATA_DIR).")] = None,
     dashboard: Annotated[Path | None, typer.Option(help="Write the landscape figure here as one offline HTML file "
@@ -136,21 +139,34 @@ def _report_landscapes(spec: Any, storage: str, dashboard: Path) -> None:
 
 
 def coupling_table(metric: str, coupling: dict[str, Any]) -> Table:
-    """One row per variant: the ridge slope (about -1 coupled, about 0 upright), separability and basin."""
+    """One row per landscape: ridge slope with its 95 % interval, verdict, interaction, separability, basin."""
+    from hpscape.dashboards import slope_text
+
     axes = next(iter(coupling.values())).axes if coupling else ("lr", "weight_decay")
     table = Table(title=f"how coupled {axes[0]} and {axes[1]} are ({metric.replace('_', ' ')})")
-    for column in ("variant", "ridge slope", "separability", "basin cells", "best"):
-        table.add_column(column, justify="left" if column == "variant" else "right", no_wrap=True)
-    for variant, metrics in coupling.items():
-        slope, sep, best = metrics.ridge_slope, metrics.separability, metrics.best
+    # Fits 80 columns: the slope and its interval may wrap, the numbers do not.
+    for column, wrap in (("landscape", True), ("slope [95 % CI]", True), ("verdict", False), ("inter.", False),
+                         ("separ.", False), ("basin", False), ("best", False)):
+        table.add_column(column, justify="left" if column in ("landscape", "verdict") else "right", no_wrap=not wrap)
+    reasons = []
+    for key, metrics in coupling.items():
+        best = metrics.best
         table.add_row(
-            variant,
-            "-" if slope is None else f"{slope:+.2f}",
-            "-" if sep is None else f"{sep:.2f}",
+            key,
+            slope_text(metrics),
+            metrics.verdict,
+            "-" if metrics.interaction is None else f"{metrics.interaction:.2f}",
+            "-" if metrics.separability is None else f"{metrics.separability:.2f}",
             f"{metrics.basin_cells}/{metrics.n_cells}",
             "-" if best is None else f"{best['value']:.4f}",
         )
-    table.caption = "ridge slope: about -1 when the good region is diagonal (coupled), about 0 when upright"
+        if metrics.verdict == "inconclusive":
+            why = next((n for n in metrics.notes if n.startswith("no interval")), None) or "the interval is too wide"
+            reasons.append(f"{key}: {why}")
+    table.caption = ("slope: about -1 when the good region is diagonal (coupled), about 0 when upright; coupled: "
+                     "its whole interval below -0.3, separable: within +-0.3; inter.: interaction (0 separable, 1 "
+                     "diagonal); separ.: separability; basin: cells within 10 % of the best"
+                     + "".join(f"\n{reason}" for reason in reasons))
     return table
 
 

@@ -37,14 +37,16 @@ _SCHEDULES = " | ".join(SCHEDULES)
 
 def train(
     lr: Annotated[float, typer.Option(help="Initial learning rate alpha.")],
-    weight_decay: Annotated[float, typer.Option(help="Weight decay lambda (decoupled) or L2 factor lambda' (sgd, adam).")],
+    weight_decay: Annotated[float, typer.Option(help="Weight decay lambda (decoupled) "
+                                                     "or L2 factor lambda' (sgd, adam).")],
     variant: Annotated[str, typer.Option(help=_VARIANTS)] = DEFAULT_VARIANT,
     dataset: Annotated[str, typer.Option(help=f"{_DATASETS} (digits is bundled)")] = "digits",
     model: Annotated[str, typer.Option(help="A registered model, see `hpscape models`.")] = "shake_shake_8_2x16d",
     epochs: Annotated[int, typer.Option(help="Epochs to train.")] = 10,
     batch_size: Annotated[int, typer.Option(help="Minibatch size.")] = 128,
     schedule: Annotated[str, typer.Option(help=_SCHEDULES)] = "cosine",
-    normalized_decay: Annotated[bool, typer.Option(help="Treat --weight-decay as lambda_norm (paper App. B.1).")] = False,
+    normalized_decay: Annotated[bool, typer.Option(help="Treat --weight-decay as lambda_norm "
+                                                        "(paper App. B.1).")] = False,
     label_noise: Annotated[float, typer.Option(help="Fraction of training labels randomized.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Random seed (init, data order, augmentation, label noise).")] = 0,
     momentum: Annotated[float, typer.Option(help="SGD family: momentum mu.")] = 0.9,
@@ -55,7 +57,8 @@ def train(
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (default HPSCAPE_DEVICE).")] = None,
     fast: Annotated[bool, typer.Option(help="GPU fast path: bf16 autocast, channels_last, torch.compile.")] = False,
     train_limit: Annotated[int | None, typer.Option(help="Use only the first N training images.")] = None,
-    checkpoint_dir: Annotated[Path | None, typer.Option(help="Checkpoint every epoch here; resume if one exists.")] = None,
+    checkpoint_dir: Annotated[Path | None, typer.Option(help="Checkpoint every epoch here; "
+                                                             "resume if one exists.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Dataset directory (default HPSCAPE_DATA_DIR).")] = None,
 ) -> None:
     """Train one (variant, learning rate, weight decay) cell and print its metrics."""

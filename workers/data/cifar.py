@@ -45,7 +45,8 @@ _CIFAR_TEST_MEMBER = "test_batch"
 _DOWNLOAD_TIMEOUT_S = 60.0
 
 
-def load_cifar10(device: torch.device, data_dir: str | Path | None, *, download: bool, expected_md5: str) -> DeviceDataset:
+def load_cifar10(device: torch.device, data_dir: str | Path | None, *, download: bool,
+                 expected_md5: str) -> DeviceDataset:
     if data_dir is None:
         raise DatasetUnavailableError(
             "cifar10 needs a data directory: pass data_dir=... (or set HPSCAPE_DATA_DIR for the "

@@ -10,4 +10,12 @@ from hpscape.workers.sweep.engine import (
     trial_config,
 )
 
-__all__ = ["SpecMismatch", "SweepInterrupted", "SweepOutcome", "prepare_sweep", "recorded_spec", "run_sweep", "trial_config"]
+__all__ = [
+    "SpecMismatch",
+    "SweepInterrupted",
+    "SweepOutcome",
+    "prepare_sweep",
+    "recorded_spec",
+    "run_sweep",
+    "trial_config",
+]

@@ -317,5 +317,13 @@ class _ProgressCallback(Callback):
         self._on_progress({"summary": summary, "spec": self._spec, "final": False, "elapsed_s": now - self._started})
 
 
-__all__ = ["SpecMismatch", "SweepInterrupted", "SweepOutcome", "prepare_sweep", "recorded_spec", "run_sweep", "trial_config"]
+__all__ = [
+    "SpecMismatch",
+    "SweepInterrupted",
+    "SweepOutcome",
+    "prepare_sweep",
+    "recorded_spec",
+    "run_sweep",
+    "trial_config",
+]
 

@@ -49,7 +49,8 @@ def _ray(address: str | None) -> HealthCheck:
     if not address:
         return HealthCheck(ok=True, detail="local: each sweep's driver starts its own Ray on this machine")
     if address == "auto":
-        return HealthCheck(ok=True, detail="auto: the drivers join the Ray cluster running on this machine (not probed)")
+        return HealthCheck(ok=True,
+                           detail="auto: the drivers join the Ray cluster running on this machine (not probed)")
     endpoint = ray_endpoint(address)
     if endpoint is None:
         return HealthCheck(ok=False, detail=f"cannot read a host and port from the Ray address {address!r}")

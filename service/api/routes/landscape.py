@@ -66,7 +66,8 @@ def _clip(lo: float | None, hi: float | None) -> tuple[float, float] | None:
         raise _unprocessable(["query", "clip_lo" if lo is None else "clip_hi"],
                              "give both clip_lo and clip_hi (the colour range), or neither")
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
-        raise _unprocessable(["query", "clip_hi"], f"the colour range needs finite clip_lo < clip_hi, got {lo!r}, {hi!r}")
+        raise _unprocessable(["query", "clip_hi"],
+                             f"the colour range needs finite clip_lo < clip_hi, got {lo!r}, {hi!r}")
     return lo, hi
 
 
@@ -211,7 +212,8 @@ def _numbers(raw: str | None) -> list[int] | None:
     try:
         numbers = [int(part) for part in raw.split(",") if part.strip()]
     except ValueError:
-        raise _unprocessable(["query", "numbers"], "numbers must be comma-separated trial numbers, e.g. 3,17,42") from None
+        raise _unprocessable(["query", "numbers"],
+                             "numbers must be comma-separated trial numbers, e.g. 3,17,42") from None
     if len(numbers) > _MAX_NUMBERS or any(n < 0 for n in numbers):
         raise _unprocessable(["query", "numbers"], f"give at most {_MAX_NUMBERS} trial numbers, each >= 0")
     return numbers

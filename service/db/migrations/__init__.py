@@ -1,1 +1,2 @@
-"""Alembic migrations of the service's tables (version table ``hpscape_alembic_version``; Optuna owns ``alembic_version``)."""
+"""Alembic migrations of the service's tables (version table ``hpscape_alembic_version``;
+Optuna owns ``alembic_version``)."""

@@ -1,4 +1,5 @@
-"""Alembic environment: runs on the connection `hpscape.service.db.migrate` passes in (never reads alembic.ini or env)."""
+"""Alembic environment: runs on the connection `hpscape.service.db.migrate` passes in
+(never reads alembic.ini or env)."""
 
 from __future__ import annotations
 
