@@ -1,20 +1,37 @@
-"""Training throughput (images/s) of the real trainer: eager fp32 against the fast path, measured in the same run.
+"""Training throughput (images/s) of the real trainer, each row against a baseline measured in the same run.
 
+    python bench/train_throughput.py                              # CPU: the quick preset's step, one table
+    python bench/train_throughput.py --images 512 --epochs 3      # the same, shorter
     python bench/train_throughput.py --model shake_shake_26_2x64d --batch-size 128 --device cuda
-    python bench/train_throughput.py --model shake_shake_26_2x32d --batch-size 128 --device cpu --images 1024
-    python bench/train_throughput.py --model shake_shake_8_2x16d --shape digits --device cpu
+    python bench/train_throughput.py --suite paths --model shake_shake_26_2x32d --device cpu --images 1024
+
+Two suites:
+
+- ``cpu`` (the default on a CPU): the quick preset's model and batch size (``shake_shake_8_2x16d_bnhead``, batch 64,
+  on digits-shaped 1x8x8 images, 10 classes). Baseline: eager fp32 with 1 thread (as a sweep worker runs, one core
+  per trial); then 2 threads, channels_last, torch.compile (inductor, default mode and
+  ``max-autotune-no-cudagraphs``), batch 32 and 128, and bf16 autocast, each with 1 thread unless named.
+- ``paths`` (the default on CUDA): eager fp32 against bf16 + channels_last and the fast path (+ torch.compile).
 
 Random tensors of the dataset's shape stand in for the data (throughput does not depend on pixel values), so no download
-is needed. Each path trains `--epochs` epochs of `--images` images through `hpscape.workers.train.train_trial`;
-the first epoch is warm-up (cudnn autotuning, torch.compile) and is left out of the figure.
+is needed. Each row trains `--epochs` epochs of `--images` images through `hpscape.workers.train.train_trial`; the
+first epoch is warm-up (cudnn autotuning, torch.compile) and is left out: images/s is the median of the other epochs'
+training throughput (evaluation excluded). A row that fails (e.g. a compile mode the platform lacks) says why and
+the others still run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import statistics
 import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -22,6 +39,7 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from hpscape.landscapes.presets import get_preset  # noqa: E402
 from hpscape.landscapes.variants import DEFAULT_VARIANT  # noqa: E402
 from hpscape.workers.data import Augmentation, DeviceDataset  # noqa: E402
 from hpscape.workers.train import TrialConfig, resolve_device, train_trial  # noqa: E402
@@ -31,6 +49,7 @@ _SHAPES = {  # (channels, size, augmentation) as the real datasets have them
     "digits": (1, 8, Augmentation(flip=False, pad=0)),
 }
 _TRAIN_SIZE = {"cifar": 50_000, "digits": 1437}  # images per epoch of the real dataset
+_MAX_AUTOTUNE = "max-autotune-no-cudagraphs"
 
 
 def random_dataset(shape: str, images: int, device: torch.device) -> DeviceDataset:
@@ -49,51 +68,170 @@ def random_dataset(shape: str, images: int, device: torch.device) -> DeviceDatas
     )
 
 
+@dataclass
+class Row:
+    """One measured path: TrialConfig changes against the common settings, a thread count, a compile mode."""
+
+    name: str
+    changes: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None  # None: leave torch's thread count as it is
+    compile_mode: str | None = None  # torch.compile's mode when the row compiles (None: the default mode)
+
+
+@dataclass
+class Measured:
+    row: Row
+    batch_size: int
+    images_per_s: float | None = None  # None: the row failed
+    wall_s: float = 0.0
+    error: str = ""
+
+
+@contextlib.contextmanager
+def _threads(count: int | None) -> Iterator[None]:
+    before = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def _compile_mode(mode: str | None) -> Iterator[None]:
+    """The trainer calls ``torch.compile(model)``; route it through `mode` for the duration of one row."""
+    original = torch.compile
+    if mode is not None:
+        torch.compile = functools.partial(original, mode=mode)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        torch.compile = original  # type: ignore[assignment]
+
+
 def measure(config: TrialConfig, data: DeviceDataset) -> float:
     result = train_trial(config, dataset=data)
     steady = [m.images_per_s for m in result.history[1:]] or [result.history[0].images_per_s]
     return statistics.median(steady)
 
 
+def run_row(row: Row, common: dict[str, Any], data: DeviceDataset) -> Measured:
+    config = TrialConfig(**{**common, **row.changes})
+    out = Measured(row, config.batch_size)
+    if config.compile:
+        torch._dynamo.reset()  # each compiled row compiles afresh, in its own mode
+    started = time.perf_counter()
+    try:
+        with _threads(row.threads), _compile_mode(row.compile_mode):
+            out.images_per_s = measure(config, data)
+    except Exception as exc:  # a row that cannot run on this platform is reported, not fatal
+        out.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''}"
+    out.wall_s = time.perf_counter() - started
+    return out
+
+
+def cpu_rows(batch_size: int) -> list[Row]:
+    """The quick preset's CPU step: baseline first, then one change at a time."""
+    one = 1  # as a sweep worker runs: one core per trial
+    return [
+        Row(f"eager fp32 (baseline), batch {batch_size}", threads=one),
+        Row("eager fp32, 2 threads", threads=2),
+        Row("channels_last", {"channels_last": True}, threads=one),
+        Row("torch.compile (inductor, default mode)", {"compile": True}, threads=one),
+        Row(f"torch.compile (inductor, {_MAX_AUTOTUNE})", {"compile": True}, threads=one, compile_mode=_MAX_AUTOTUNE),
+        Row("batch 32", {"batch_size": 32}, threads=one),
+        Row("batch 128", {"batch_size": 128}, threads=one),
+        Row("bf16 autocast", {"precision": "bf16"}, threads=one),
+    ]
+
+
+def path_rows(wanted: set[str]) -> list[Row]:
+    """The GPU comparison: eager fp32 (always, the baseline), bf16 + channels_last, the fast path."""
+    rows = [Row("eager fp32")]
+    if "bf16" in wanted:
+        rows.append(Row("bf16 + channels_last", {"precision": "bf16", "channels_last": True}))
+    if "fast" in wanted:
+        rows.append(Row("fast (bf16 + channels_last + compile)",
+                        {"precision": "bf16", "channels_last": True, "compile": True}))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="shake_shake_26_2x32d")
-    parser.add_argument("--shape", choices=sorted(_SHAPES), default="cifar")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--suite", choices=("cpu", "paths"), default=None,
+                        help="cpu: the quick preset's CPU step, one change per row; paths: eager / bf16 / fast "
+                             "(default: cpu on a CPU, paths on CUDA)")
+    parser.add_argument("--model", default=None,
+                        help="default: the quick preset's model (cpu suite), shake_shake_26_2x32d (paths)")
+    parser.add_argument("--shape", choices=sorted(_SHAPES), default=None,
+                        help="default: digits (cpu suite), cifar (paths)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="default: the quick preset's batch size (cpu suite), 128 (paths)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--images", type=int, default=None, help="images per epoch (default: 25600 GPU, 1024 CPU)")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per path; the first is warm-up")
+    parser.add_argument("--images", type=int, default=None,
+                        help="images per epoch (default: 25600 GPU, 1437 (one digits epoch) cpu suite, 1024 paths)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per row; the first is warm-up")
     parser.add_argument("--paths", default="eager,bf16,fast",
-                        help="comma-separated subset of: eager (fp32), bf16 (+ channels_last), fast (+ torch.compile)")
+                        help="paths suite: comma-separated subset of: eager (fp32), bf16 (+ channels_last), "
+                             "fast (+ torch.compile)")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
-    images = args.images or (25_600 if device.type == "cuda" else 1024)
-    data = random_dataset(args.shape, images, device)
-    common = dict(model=args.model, dataset=data.name, variant=DEFAULT_VARIANT, lr=0.05, weight_decay=5e-4,
-                  epochs=args.epochs, batch_size=args.batch_size, device=str(device))
-    wanted = set(args.paths.split(","))
-    unknown = wanted - {"eager", "bf16", "fast"}
-    if unknown:
-        parser.error(f"--paths: unknown {', '.join(sorted(unknown))}; choose from eager, bf16, fast")
-    paths = {"eager fp32": TrialConfig(**common)}  # the baseline is always measured
-    if "bf16" in wanted:
-        paths["bf16 + channels_last"] = TrialConfig(**common, precision="bf16", channels_last=True)
-    if "fast" in wanted:
-        paths["fast (bf16 + channels_last + compile)"] = TrialConfig.fast(**common)
+    suite = args.suite or ("paths" if device.type == "cuda" else "cpu")
+    if suite == "cpu":
+        quick = get_preset("quick")
+        model = args.model or quick.model
+        shape = args.shape or "digits"
+        batch_size = args.batch_size or quick.batch_size
+        images = args.images or (25_600 if device.type == "cuda" else _TRAIN_SIZE["digits"])
+        rows = cpu_rows(batch_size)
+        if device.type == "cuda":  # thread counts mean little there; keep the rows, drop the pinning
+            rows = [Row(r.name, r.changes, None, r.compile_mode) for r in rows]
+    else:
+        model = args.model or "shake_shake_26_2x32d"
+        shape = args.shape or "cifar"
+        batch_size = args.batch_size or 128
+        images = args.images or (25_600 if device.type == "cuda" else 1024)
+        wanted = set(args.paths.split(","))
+        unknown = wanted - {"eager", "bf16", "fast"}
+        if unknown:
+            parser.error(f"--paths: unknown {', '.join(sorted(unknown))}; choose from eager, bf16, fast")
+        rows = path_rows(wanted)
 
-    rates = {name: measure(config, data) for name, config in paths.items()}
-    baseline = rates["eager fp32"]
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    table = Table(title=f"{args.model}, batch {args.batch_size}, {args.shape}-shaped, {name}, "
-                        f"torch {torch.__version__}")
-    dataset = "CIFAR-10" if args.shape == "cifar" else "digits"
-    for column in ("path", "images/s", "× eager fp32", f"100 epochs of {dataset}"):
+    data = random_dataset(shape, images, device)
+    common = dict(model=model, dataset=data.name, variant=DEFAULT_VARIANT, lr=0.05, weight_decay=5e-4,
+                  epochs=args.epochs, batch_size=batch_size, device=str(device))
+    console = Console(width=None if sys.stdout.isatty() else 150)  # a log file gets the whole table on one line
+    measured = []
+    for row in rows:  # the baseline is the first row and always measured
+        result = run_row(row, common, data)
+        done = f"{result.images_per_s:,.0f} images/s" if result.images_per_s is not None else result.error
+        console.print(f"[dim]{row.name}: {done} ({result.wall_s:.0f} s wall)[/dim]")
+        measured.append(result)
+
+    baseline = measured[0].images_per_s
+    if device.type == "cuda":
+        where = torch.cuda.get_device_name(device)
+    else:
+        where = f"CPU, {torch.get_num_threads()} threads available, {torch.backends.cpu.get_cpu_capability()}"
+    table = Table(title=f"{model}, {shape}-shaped, {images} images x {args.epochs} epochs (first is warm-up), "
+                        f"{where}, torch {torch.__version__}")
+    dataset = "CIFAR-10" if shape == "cifar" else "digits"
+    for column in ("path", "threads", "batch", "images/s", "× baseline", f"100 epochs of {dataset}",
+                   "wall"):
         table.add_column(column, justify="right")
-    for path, rate in rates.items():
-        minutes = 100 * _TRAIN_SIZE[args.shape] / rate / 60
-        table.add_row(path, f"{rate:,.0f}", f"{rate / baseline:.2f}", f"{minutes:,.1f} min")
-    Console().print(table)
+    for result in measured:
+        threads = str(result.row.threads) if result.row.threads is not None else str(torch.get_num_threads())
+        if result.images_per_s is None:
+            table.add_row(result.row.name, threads, str(result.batch_size), "failed", result.error, "",
+                          f"{result.wall_s:.0f} s")
+            continue
+        ratio = f"{result.images_per_s / baseline:.2f}" if baseline else "n/a"
+        minutes = 100 * _TRAIN_SIZE[shape] / result.images_per_s / 60
+        table.add_row(result.row.name, threads, str(result.batch_size), f"{result.images_per_s:,.0f}", ratio,
+                      f"{minutes:,.1f} min", f"{result.wall_s:.0f} s")
+    console.print(table)
 
 
 if __name__ == "__main__":

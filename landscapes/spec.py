@@ -292,12 +292,29 @@ class SweepSpec(_Strict):
     batch_size: _StrictInt = Field(ge=1, le=65536, description="images per step (unless swept)")
     schedule: ScheduleName = "cosine"
     normalized_decay: bool = Field(
-        default=False, description="weight_decay values are lambda_norm, converted by the trainer"
+        default=False, description="weight_decay values are lambda_norm, converted by the trainer (decoupled variants "
+        "only: an L2 or torch-AdamW factor stays raw; under warm_restarts T is the current period)"
     )
+    # The schedules' parameters (PROTOCOL section 6: Figure 1 drops at 30, 60, 80; B.2 restarts with T_0, T_mult).
+    step_milestones: list[int] | None = Field(
+        default=None, description="step schedule: the epochs after which the lr is multiplied by step_gamma (the "
+        "drop of milestone m applies from epoch m + 1 on); null: at 50 % and 75 % of the iterations. When epochs is "
+        "swept, checked against the longest trial: a shorter trial never reaches the milestones past its end",
+    )
+    step_gamma: float = Field(default=0.1, description="step schedule: the lr's factor at each milestone, in (0, 1]")
+    restart_period: int = Field(default=10, description="warm_restarts: T_0, the first period, in epochs (>= 1)")
+    restart_mult: int = Field(default=2, description="warm_restarts: T_mult, each period's length over the one "
+                              "before (>= 1; 1 keeps every period T_0 long)")
     label_noise: float = Field(default=0.0, description="fraction of train labels randomized (unless swept)")
     metric: MetricName = Field(default="test_error", description="the study objective (minimized)")
     seeds: list[Annotated[_StrictInt, Field(ge=0, le=_MAX_SEED)]] = Field(default_factory=lambda: [0])
     resources: Resources = Field(default_factory=Resources)
+    # How a trial computes; neither changes the trial's mathematics beyond the rounding. A trial with a GPU share runs
+    # channels_last in any case (layout only). fp32 matches the paper; bf16 + compile is the fast path (fig2 preset).
+    precision: Literal["fp32", "bf16"] = Field(
+        default="fp32", description="fp32, or bf16 autocast for the forward/backward (weights stay fp32)"
+    )
+    compile: bool = Field(default=False, description="torch.compile the model (minutes of warm-up; pays off on GPU)")
     max_concurrent_trials: _StrictInt = Field(default=2, ge=1, le=1024)
     hyperparameters: dict[str, Number | dict[str, Number]] = Field(
         default_factory=dict,
@@ -358,6 +375,44 @@ class SweepSpec(_Strict):
     def _label_noise(cls, value: Any) -> float:
         return _finite(value, "in [0, 1) (a fraction of labels)", lambda x: 0 <= x < 1)
 
+    @field_validator("step_gamma", mode="before")
+    @classmethod
+    def _step_gamma(cls, value: Any) -> float:
+        return _finite(value, "in (0, 1] (the factor the lr is multiplied by at each step milestone)",
+                       lambda x: 0 < x <= 1)
+
+    @field_validator("restart_period", mode="before")
+    @classmethod
+    def _restart_period(cls, value: Any) -> int:
+        return _whole(value, "of epochs >= 1 (the first warm-restart period T_0)", 1)
+
+    @field_validator("restart_mult", mode="before")
+    @classmethod
+    def _restart_mult(cls, value: Any) -> int:
+        return _whole(value, ">= 1 (T_mult, each warm-restart period's length over the one before; 1 keeps them "
+                      "equal)", 1)
+
+    @field_validator("step_milestones", mode="before")
+    @classmethod
+    def _step_milestones(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            raise problem(f"must be a list of increasing epochs (e.g. [30, 60, 80]) or null for drops at 50 % and "
+                          f"75 % of the iterations, got {value!r}")
+        if not value:
+            raise problem("must list at least one epoch, or be null for drops at 50 % and 75 % of the iterations "
+                          "(for no drop at all, use schedule: constant)")
+        for index, epoch in enumerate(value):
+            try:
+                _whole(epoch, "of epochs >= 1 (the lr drops after that many epochs)", 1)
+            except ValueError as exc:
+                raise problem_at("SweepSpec", (index,), str(exc), epoch) from None
+            if index and epoch <= value[index - 1]:
+                raise problem_at("SweepSpec", (index,), f"must be larger than the milestone before it "
+                                 f"({value[index - 1]!r}): milestones are increasing epochs, got {epoch!r}", epoch)
+        return value
+
     @field_validator("hyperparameters", mode="before")
     @classmethod
     def _hyperparameters(cls, value: Any) -> Any:
@@ -407,8 +462,22 @@ class SweepSpec(_Strict):
         if self.bayes is not None and self.bayes.pruning == "asha" and "epochs" in swept:
             raise problem_at(title, ("bayes", "pruning"), "ASHA stops trials at fractions of the epoch budget, so "
                              "it cannot search over epochs; use pruning: none, or fix epochs", "asha")
+        self._check_milestones(title)
         self._check_size(title)
         return self
+
+    def _check_milestones(self, title: str) -> None:
+        # Against the longest trial: with epochs swept, a shorter trial simply never reaches the later milestones.
+        if self.step_milestones is None:
+            return
+        longest = self.max_epochs()
+        varies = longest != self.epochs or "epochs" in self.swept_axes or (
+            self.facet is not None and self.facet.axis == "epochs")
+        bound = f"{longest}, the longest trial's epochs (epochs varies per trial)" if varies else f"epochs ({longest})"
+        for index, epoch in enumerate(self.step_milestones):
+            if epoch > longest:
+                raise problem_at(title, ("step_milestones", index), f"must be an epoch within 1..{bound}, got "
+                                 f"{epoch!r}", epoch)
 
     def _check_variant_axes(self, title: str, where: str, variant_name: str) -> None:
         variant = VARIANTS[variant_name]
@@ -529,6 +598,8 @@ class SweepSpec(_Strict):
             return max(int(v) for v in self.facet.root["epochs"])
         if self.grid is not None and "epochs" in self.swept_axes:
             return max(max(self.axis_values("epochs", v)) for v in self.variants)
+        if self.bayes is not None and "epochs" in self.swept_axes:
+            return int(self.bayes.ranges["epochs"][1])
         return self.epochs
 
     def fixed_value(self, axis: str, variant: str) -> Any:
@@ -567,6 +638,13 @@ class SweepSpec(_Strict):
             raise ValueError(
                 f"variant {variant!r} is not in sweep {self.name!r} (variants: {', '.join(self.variants)})"
             )
+
+
+def _whole(value: Any, rule: str, minimum: int) -> int:
+    """A whole number >= `minimum` (a bool, a float or a string is refused, as for the other integer fields)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise problem(f"must be a whole number {rule}, got {value!r}")
+    return value
 
 
 def _checked(axis: Axis, value: Any, loc: tuple[str, ...]) -> Any:

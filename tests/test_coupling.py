@@ -88,12 +88,25 @@ def test_with_noise_over_seeds_the_estimate_is_close_and_the_interval_covers(slo
         rng = np.random.default_rng(draw)
         seeds = _valley(slope)[None] + 0.006 * rng.standard_normal((4, COARSE_LR.size, COARSE_WD.size))
         metrics = coupling_metrics(make_landscape(seeds, lr=COARSE_LR, wd=COARSE_WD))
-        assert metrics.ridge_ci_method == "bootstrap over 4 seeds"
+        assert metrics.ridge_ci_method == "parametric bootstrap from the spread of 4 seeds"
         errors.append(abs(metrics.ridge_slope - slope))
         lo, hi = metrics.ridge_slope_ci
         covered += lo <= slope <= hi
     assert max(errors) < 0.08, errors
     assert covered >= 17, f"a 95 % interval covered the truth in {covered} of 20 noisy landscapes"
+
+
+@pytest.mark.parametrize(("seeds", "method"), [(2, "parametric bootstrap from the spread of 2 seeds"),
+                                               (8, "bootstrap over 8 seeds")])
+def test_few_seeds_are_redrawn_with_their_noise_many_are_resampled(seeds: int, method: str) -> None:
+    covered = 0
+    for draw in range(20):
+        rng = np.random.default_rng(200 + draw)
+        noisy = _valley(-0.8)[None] + 0.008 * rng.standard_normal((seeds, COARSE_LR.size, COARSE_WD.size))
+        metrics = coupling_metrics(make_landscape(noisy, lr=COARSE_LR, wd=COARSE_WD))
+        assert metrics.ridge_ci_method == method and abs(metrics.ridge_slope + 0.8) < 0.08
+        covered += metrics.ridge_slope_ci[0] <= -0.8 <= metrics.ridge_slope_ci[1]
+    assert covered >= 17, covered
 
 
 def test_one_seed_gets_a_residual_bootstrap_that_covers() -> None:
@@ -217,5 +230,6 @@ def test_to_dict_is_json_ready() -> None:
     body = coupling_metrics(make_landscape(seeds, lr=COARSE_LR, wd=COARSE_WD)).to_dict()
     json.dumps(body, allow_nan=False)
     assert isinstance(body["ridge_slope_ci"], list) and len(body["ridge_slope_ci"]) == 2
-    assert body["ridge_ci_method"] == "bootstrap over 2 seeds" and body["axes"] == ["lr", "weight_decay"]
+    assert body["ridge_ci_method"] == "parametric bootstrap from the spread of 2 seeds"
+    assert body["axes"] == ["lr", "weight_decay"]
     assert isinstance(body["ridge_points"][0], list) and body["verdict"] in ("coupled", "separable", "inconclusive")

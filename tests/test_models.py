@@ -175,17 +175,37 @@ def test_block_layout_and_skip_paths() -> None:
     assert not isinstance(ShakeShakeBlock(16, 32, stride=1).shortcut, nn.Identity)
 
 
-def test_shortcut_path2_sees_the_shifted_pixels() -> None:
-    down = ShakeShakeBlock(1, 2, stride=2).shortcut
+def _unit_shortcut(stride: int) -> nn.Module:
+    """A 1 -> 2 channel skip whose 1x1 convs are the identity and whose BN (eval, running mean 0, var 1) is too."""
+    down = ShakeShakeBlock(1, 2, stride=stride).shortcut
     with torch.no_grad():
         down.conv1.weight.fill_(1.0)
         down.conv2.weight.fill_(1.0)
-    down.eval()  # default running stats: BN is the identity up to eps
-    x = torch.arange(16.0).reshape(1, 1, 4, 4) - 6.0  # negatives check the ReLU before the paths
+    return down.eval()
+
+
+def test_shortcut_path2_reads_the_pixel_up_and_left_of_path1() -> None:
+    # Gastaldi's SpatialZeroPadding(1, -1, 1, -1) (PROTOCOL section 4): output (i, j) of path 2 reads x[2i-1, 2j-1],
+    # zeros in its first row and column. A 6x6 ramp x[r, c] = 6r + c - 3; the negatives check the ReLU first.
+    down = _unit_shortcut(stride=2)
+    x = (torch.arange(36.0) - 3.0).reshape(1, 1, 6, 6)
+    out = down(x) * math.sqrt(1 + down.bn.eps)  # undo BN's 1/sqrt(var + eps)
+    # Path 1 reads x[2i, 2j]: x[0, 0] = -3 and x[0, 2] = -1 are cut to 0 by the ReLU.
+    torch.testing.assert_close(out[0, 0], torch.tensor([[0.0, 0.0, 1.0], [9.0, 11.0, 13.0], [21.0, 23.0, 25.0]]),
+                               rtol=0, atol=1e-5)
+    # Path 2 reads x[2i-1, 2j-1]: x[1, 1] = 4, x[1, 3] = 6, x[3, 1] = 16, x[3, 3] = 18; row 0 and column 0 are padding.
+    torch.testing.assert_close(out[0, 1], torch.tensor([[0.0, 0.0, 0.0], [0.0, 4.0, 6.0], [0.0, 16.0, 18.0]]),
+                               rtol=0, atol=1e-5)
+
+
+def test_shortcut_shift_is_one_pixel_right_and_down() -> None:
+    # At stride 1 path 2 is the shifted tensor itself: shifted[i, j] = x[i-1, j-1], zero first row and column.
+    down = _unit_shortcut(stride=1)
+    x = torch.arange(1.0, 17.0).reshape(1, 1, 4, 4)
     out = down(x) * math.sqrt(1 + down.bn.eps)
-    torch.testing.assert_close(out[0, 0], torch.tensor([[0.0, 0.0], [2.0, 4.0]]))
-    # Path 2 picks x[1::2, 1::2] thanks to the shift; the right/bottom border becomes zero padding.
-    torch.testing.assert_close(out[0, 1], torch.tensor([[0.0, 1.0], [7.0, 9.0]]))
+    torch.testing.assert_close(out[0, 0], x[0, 0], rtol=0, atol=1e-5)
+    expected = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 2.0, 3.0], [0.0, 5.0, 6.0, 7.0], [0.0, 9.0, 10.0, 11.0]])
+    torch.testing.assert_close(out[0, 1], expected, rtol=0, atol=1e-5)
 
 
 def test_initialisation_follows_the_lua_code() -> None:

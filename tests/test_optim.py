@@ -15,11 +15,14 @@ from hpscape.landscapes.variants import FAMILIES, VARIANT_NAMES, VARIANTS
 from hpscape.landscapes.vocabulary import SCHEDULES
 from hpscape.workers.optim import (
     FAMILY_OPTIMIZERS,
+    WarmRestartsMultiplier,
     build_optimizer,
     build_scheduler,
     normalized_weight_decay,
     schedule_multiplier,
 )
+from hpscape.workers.optim.decay import NORMALIZED_DECAY_FORMS, scheduled_weight_decay
+from hpscape.workers.optim.schedules import restart_period_epochs
 
 F64 = torch.float64
 SHAPES = [(3, 4), (5,), (2, 2, 3)]
@@ -536,6 +539,33 @@ def test_normalized_weight_decay_matches_paper_ratio() -> None:
     # Doubling the epochs shrinks lambda by sqrt(2).
     twice = normalized_weight_decay(197.7 * lam, batch_size=128, train_size=50_000, epochs=200)
     assert got / twice == pytest.approx(math.sqrt(2), rel=1e-12)
+
+
+def test_restart_period_epochs_is_the_current_period() -> None:
+    # T_0 = 2 epochs of 3 steps, T_mult = 2: periods of 2, 4, 8 epochs start at iterations 0, 6, 18.
+    kw = dict(steps_per_epoch=3, t0_epochs=2, t_mult=2)
+    assert [restart_period_epochs(t, **kw) for t in (0, 5, 6, 17, 18, 41, 42)] == [2, 2, 4, 4, 8, 8, 16]
+    assert restart_period_epochs(100, steps_per_epoch=3, t0_epochs=2, t_mult=1) == 2
+    restarts = WarmRestartsMultiplier(period=6, t_mult=2)
+    assert [restarts.period_of(t) for t in (0, 5, 6, 17, 18)] == [(0, 0, 6), (0, 5, 6), (1, 0, 12), (1, 11, 12),
+                                                                  (2, 0, 24)]
+    assert WarmRestartsMultiplier(period=6, t_mult=1).period_of(13) == (2, 1, 6)
+    # The periods are the scheduler's: eta_t is 1 exactly where a period starts.
+    starts = [t for t in range(60) if schedule_multiplier("warm_restarts", t, total_steps=60, **kw) == 1.0]
+    assert starts == [0, 6, 18, 42]
+    with pytest.raises(ValueError, match="t0_epochs"):
+        restart_period_epochs(0, steps_per_epoch=3, t0_epochs=0)
+
+
+@pytest.mark.parametrize(("variant", "normalizes"), [(name, VARIANTS[name].decay == "decoupled") for name in VARIANTS])
+def test_scheduled_weight_decay_normalizes_decoupled_forms_only(variant: str, normalizes: bool) -> None:
+    kw = dict(decay_form=VARIANTS[variant].decay, batch_size=128, train_size=50_000)
+    raw = scheduled_weight_decay(0.05, normalized=False, period_epochs=100, **kw)
+    assert raw == 0.05
+    got = scheduled_weight_decay(0.05, normalized=True, period_epochs=100, **kw)
+    expected = normalized_weight_decay(0.05, batch_size=128, train_size=50_000, epochs=100)
+    assert got == (expected if normalizes else 0.05)
+    assert normalizes == (VARIANTS[variant].decay in NORMALIZED_DECAY_FORMS)
 
 
 def test_scheduler_and_multipliers_pickle() -> None:

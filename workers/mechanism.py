@@ -1,4 +1,4 @@
-"""Why the landscapes differ, in a few lines of simulation (PROTOCOL §5).
+"""Why the landscapes differ, in a few lines of simulation (docs/science.md, "the effective step").
 
 A weight vector that feeds a BatchNorm is scale-invariant: its gradient is orthogonal to it and shrinks like 1/|w|.
 Gradient noise makes |w| grow, decay makes it shrink, and at equilibrium the weight turns by a fixed angle per step:
@@ -8,6 +8,12 @@ Gradient noise makes |w| grow, decay makes it shrink, and at equilibrium the wei
 
 (mu is the momentum, or Adam's beta1.) `simulate_angular_update` drives the real optimizers of `hpscape.workers.optim`
 with such gradients and measures the angle; `predicted_angular_update` is the formula.
+
+Where it comes from: van Laarhoven 2017 ("L2 Regularization versus Batch and Weight Normalization": with
+normalization, L2 acts through the effective learning rate); Zhang, Wang, Xu and Grosse 2019 ("Three Mechanisms of
+Weight Decay Regularization"); Wan, Zhu, Zhang and Sun 2021 ("Spherical Motion Dynamics": the equilibrium angle
+sqrt(2 * eta * lambda / (1 + mu)) for SGD with momentum); Kosson, Messmer and Jaggi 2023 ("Rotational Equilibrium":
+the same for AdamW and other optimizers).
 """
 
 from __future__ import annotations

@@ -16,13 +16,15 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hpscape.landscapes.record import DIVERGED_LOSS, DIVERGED_VALUE
-from hpscape.landscapes.variants import DEFAULT_VARIANT
+from hpscape.landscapes.variants import DEFAULT_VARIANT, get_variant
 from hpscape.workers.data import DeviceDataset, load_dataset, steps_per_epoch, test_batches, train_batches
 from hpscape.workers.models import create_model
-from hpscape.workers.optim import build_optimizer, build_scheduler, normalized_weight_decay
+from hpscape.workers.optim import build_optimizer, build_scheduler
+from hpscape.workers.optim.decay import scheduled_weight_decay
+from hpscape.workers.optim.schedules import restart_period_epochs
 
 CHECKPOINT_FILE = "checkpoint.pt"
 _EVAL_BATCH = 1000  # evaluation has no gradients, so big batches are cheap and cut Python overhead
@@ -42,11 +44,20 @@ class TrialConfig(BaseModel):
     variant: str = DEFAULT_VARIANT  # a name of hpscape.landscapes.variants.VARIANTS
     lr: float = Field(gt=0.0, allow_inf_nan=False)  # alpha, the initial learning rate
     weight_decay: float = Field(ge=0.0, allow_inf_nan=False)  # lambda (decoupled) or lambda' (L2), raw per step
-    normalized_decay: bool = False  # weight_decay is lambda_norm: lambda = lambda_norm * sqrt(b / (B * T))
+    # weight_decay is lambda_norm: lambda = lambda_norm * sqrt(b / (B * T)), for the decoupled variants only (an L2 or
+    # torch-AdamW factor stays raw); T is `epochs`, or the current restart period T_i under warm_restarts.
+    normalized_decay: bool = False
     # The schedule (PROTOCOL §3: batch 128, cosine per iteration, momentum 0.9).
     epochs: int = Field(default=10, ge=1)
     batch_size: int = Field(default=128, ge=1)
     schedule: str = "cosine"
+    # "step": the epochs after which the lr is multiplied by step_gamma (an epoch-m milestone drops it from epoch m+1
+    # on); None drops at 50 % and 75 % of the iterations. A milestone past `epochs` is never reached (a sweep over
+    # epochs checks its milestones against the longest trial only).
+    step_milestones: tuple[int, ...] | None = None
+    step_gamma: float = Field(default=0.1, gt=0.0, le=1.0, allow_inf_nan=False)
+    restart_period: int = Field(default=10, ge=1)  # warm_restarts: T_0, the first period, in epochs
+    restart_mult: int = Field(default=2, ge=1)  # warm_restarts: T_mult, each period this many times the one before
     # The optimizer's own hyperparameters (PROTOCOL section 2); each family reads its own and ignores the others.
     momentum: float = Field(default=0.9, ge=0.0, lt=1.0)  # SGD family: heavy ball, dampening 0, no Nesterov
     beta1: float = Field(default=0.9, ge=0.0, lt=1.0)  # Adam / AMSGrad first moment
@@ -60,6 +71,17 @@ class TrialConfig(BaseModel):
     channels_last: bool = False  # NHWC memory layout, faster convolutions on tensor cores
     compile: bool = False  # torch.compile the model (minutes of warm-up; pays off over long runs on GPU)
     data_dir: str | None = None  # where cifar-10-python.tar.gz lives (HPSCAPE_DATA_DIR at the edges)
+
+    @field_validator("step_milestones")
+    @classmethod
+    def _milestones(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("step_milestones must list at least one epoch, or be None for drops at 50 % and 75 %")
+        if value[0] < 1 or any(b <= a for a, b in zip(value, value[1:])):
+            raise ValueError(f"step_milestones must be increasing epochs >= 1, got {list(value)}")
+        return value
 
     @classmethod
     def fast(cls, **values: Any) -> TrialConfig:
@@ -144,17 +166,15 @@ def train_trial(
     model = model.to(memory_format=memory_format)
 
     steps = steps_per_epoch(data.train_size, config.batch_size)
-    weight_decay = config.weight_decay
-    if config.normalized_decay:
-        weight_decay = normalized_weight_decay(
-            config.weight_decay, batch_size=config.batch_size, train_size=data.train_size, epochs=config.epochs
-        )
+    decay_at, decay_varies = _decay_schedule(config, data.train_size, steps)
     optimizer = build_optimizer(
-        config.variant, model.parameters(), lr=config.lr, weight_decay=weight_decay, momentum=config.momentum,
+        config.variant, model.parameters(), lr=config.lr, weight_decay=decay_at(0), momentum=config.momentum,
         betas=(config.beta1, config.beta2), eps=config.eps, rho=config.rho,
     )
     scheduler = build_scheduler(
-        config.schedule, optimizer, total_steps=config.epochs * steps, steps_per_epoch=steps
+        config.schedule, optimizer, total_steps=config.epochs * steps, steps_per_epoch=steps,
+        milestones=_milestone_fractions(config), gamma=config.step_gamma, t0_epochs=config.restart_period,
+        t_mult=config.restart_mult,
     )
     data_rng = torch.Generator(device=device).manual_seed(config.seed)  # shuffling and augmentation
 
@@ -167,6 +187,8 @@ def train_trial(
             on_resume(list(history))
         if history and history[-1].diverged:
             return TrialResult(config.model_dump(), start_epoch, True, history, time.perf_counter() - started)
+    # The checkpoint's param groups carry the decay of the step it stopped at; set it from the rule all the same.
+    _set_weight_decay(optimizer, decay_at(start_epoch * steps))
 
     forward = torch.compile(model) if config.compile else model
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
@@ -178,6 +200,8 @@ def train_trial(
         loss_sum = torch.zeros((), device=device)
         wrong_sum = torch.zeros((), device=device, dtype=torch.long)
         for step, (images, labels) in enumerate(train_batches(data, config.batch_size, data_rng), start=1):
+            if decay_varies:  # normalized decay under warm restarts: lambda follows the current period T_i
+                _set_weight_decay(optimizer, decay_at((epoch - 1) * steps + step - 1))
             images = images.contiguous(memory_format=memory_format)
             with autocast:
                 logits = forward(images)
@@ -228,6 +252,46 @@ def train_trial(
         history=history,
         wall_s=time.perf_counter() - started,
     )
+
+
+def _decay_schedule(config: TrialConfig, train_size: int, steps: int) -> tuple[Callable[[int], float], bool]:
+    """The raw decay factor of iteration t (0-based), and whether it changes during the run.
+
+    Normalized decay (decoupled variants only, see `scheduled_weight_decay`) uses T = the run's epochs, except under
+    warm restarts, where T is the current period T_i in epochs: lambda is recomputed at each restart (paper B.2).
+    """
+    restarts = config.schedule == "warm_restarts"
+    decay_form = get_variant(config.variant).decay
+
+    def decay_at(step: int) -> float:
+        period = (
+            restart_period_epochs(step, steps_per_epoch=steps, t0_epochs=config.restart_period,
+                                  t_mult=config.restart_mult)
+            if restarts else config.epochs
+        )
+        return scheduled_weight_decay(
+            config.weight_decay, decay_form=decay_form, normalized=config.normalized_decay,
+            batch_size=config.batch_size, train_size=train_size, period_epochs=period,
+        )
+
+    varies = restarts and decay_at(0) != decay_at(config.epochs * steps - 1)
+    return decay_at, varies
+
+
+def _set_weight_decay(optimizer: torch.optim.Optimizer, weight_decay: float) -> None:
+    for group in optimizer.param_groups:
+        group["weight_decay"] = weight_decay
+
+
+def _milestone_fractions(config: TrialConfig) -> tuple[float, ...]:
+    """The step schedule's milestones as fractions of the run (what `build_scheduler` takes).
+
+    Epoch m becomes m / epochs, i.e. iteration m * steps_per_epoch: the lr drops from epoch m + 1 on. Milestones
+    past the run's epochs are never reached and are left out; None keeps the 50 % and 75 % of the iterations.
+    """
+    if config.step_milestones is None:
+        return (0.5, 0.75)
+    return tuple(m / config.epochs for m in config.step_milestones if m <= config.epochs)
 
 
 @torch.no_grad()

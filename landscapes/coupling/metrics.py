@@ -3,8 +3,9 @@
 - ridge slope: the weighted line through the rows' sub-grid optima (`ridge`), in the axes' own scales (octaves
   per octave on lr x weight decay): about -1 when the good region lies on the diagonal lr * wd = const (SGD +
   L2), about 0 when it stands upright (SGDW, paper AdamW);
-- its interval: a bootstrap over seeds where the sweep has two or more, otherwise a residual bootstrap over the
-  cells (each row's quadratic fit plus resampled residuals); `notes` say which, and why there is none;
+- its interval: a bootstrap over seeds where the sweep has eight or more; with two to seven, a parametric bootstrap
+  that redraws each cell with the seeds' pooled noise; with one, a residual bootstrap over the cells (each row's
+  quadratic fit plus resampled residuals); `ridge_ci_method` says which, and `notes` why there is none;
 - interaction index, basin area and angle from the local quadratic fit (`surface`), with the interaction's
   interval from the same bootstrap; separability around the basin;
 - verdict: "coupled" when the slope's whole interval lies below -0.3, "separable" when it lies within +-0.3,
@@ -34,6 +35,7 @@ DEFAULT_BASIN_TOLERANCE = 0.10
 VERDICT_BAND = 0.3
 _REPLICATES = 1000
 _MIN_ROWS = 3  # an interval from fewer rows says nothing
+_RESAMPLED_SEEDS = 8  # from this many seeds on, the seeds themselves are resampled
 
 
 @dataclass(frozen=True)
@@ -183,15 +185,24 @@ def _row_notes(landscape: Landscape, reason: np.ndarray, notes: list[str]) -> No
             notes.append(f"{landscape.y.name} row(s) {', '.join(rows)} left out of the ridge: {text}")
 
 
+def _pooled_sd(landscape: Landscape) -> float:
+    """The seeds' noise: the square root of the median variance over replicated cells (1 without replication)."""
+    replicated = np.isfinite(landscape.std) & (landscape.n >= 2) & ~landscape.diverged
+    if not replicated.any():
+        return 1.0
+    # A sample variance with k degrees of freedom has median sigma^2 * median(chi2_k) / k, about
+    # sigma^2 * (1 - 2 / (9k))^3 (Wilson-Hilferty): divide it out, or the noise reads 20-50 % low.
+    k = float(np.median(landscape.n[replicated])) - 1
+    return float(np.sqrt(np.median(landscape.std[replicated] ** 2) / (1 - 2 / (9 * k)) ** 3))
+
+
 def _standard_errors(landscape: Landscape, mean: np.ndarray) -> np.ndarray:
-    """Per cell: std / sqrt(n) over its seeds; the pooled std where a cell has one seed; 1 with no replication."""
-    n = landscape.n.astype(np.float64)
-    std = landscape.std
-    replicated = np.isfinite(std) & (n >= 2)
-    pooled = float(np.sqrt(np.mean(std[replicated] ** 2))) if replicated.any() else 1.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        se = np.where(replicated, std, pooled) / np.sqrt(np.maximum(n, 1))
-    return np.where(np.isfinite(mean), se, np.nan)
+    """Per cell: the pooled noise over sqrt(n), the weights of the ridge fit (1 / sqrt(n) with no replication).
+
+    Pooled rather than each cell's own spread: with two seeds a cell's std is itself a guess within a factor of two.
+    """
+    n = np.maximum(landscape.n.astype(np.float64), 1)
+    return np.where(np.isfinite(mean), _pooled_sd(landscape) / np.sqrt(n), np.nan)
 
 
 def _replicates(landscape: Landscape, mean: np.ndarray, se: np.ndarray, x: np.ndarray, count: int, seed: int,
@@ -200,8 +211,9 @@ def _replicates(landscape: Landscape, mean: np.ndarray, se: np.ndarray, x: np.nd
     their spread is widened by: resampling S seeds underestimates the variance by (S - 1) / S."""
     rng = np.random.default_rng(seed)
     samples = landscape.samples
-    if samples is not None and samples.shape[0] >= 2:
-        picks = rng.integers(0, samples.shape[0], size=(count, samples.shape[0]))
+    seeds = 0 if samples is None else samples.shape[0]
+    if seeds >= _RESAMPLED_SEEDS:
+        picks = rng.integers(0, seeds, size=(count, seeds))
         drawn = samples[picks]  # (count, seeds, rows, cols)
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a cell no drawn seed measured: NaN, as meant
@@ -211,8 +223,17 @@ def _replicates(landscape: Landscape, mean: np.ndarray, se: np.ndarray, x: np.nd
         pooled = np.sqrt(np.nanmean(np.where(n >= 2, stds**2, np.nan), axis=(1, 2)))[:, None, None]
         draw_se = np.where(n >= 2, stds, np.where(np.isfinite(pooled), pooled, 1.0)) / np.sqrt(np.maximum(n, 1))
         means = np.where(np.isnan(mean)[None], np.nan, means)
-        seeds = samples.shape[0]
         return f"bootstrap over {seeds} seeds", means, draw_se, math.sqrt(seeds / (seeds - 1))
+    if seeds >= 2:
+        # Resampling two or three seeds gives a handful of distinct replicates; instead each cell is redrawn around
+        # its mean with the seeds' noise, pooled over the cells (the median variance: a few wild cells far from
+        # the basin do not set it), divided by the cell's count.
+        noise = _pooled_sd(landscape)
+        n = np.maximum(landscape.n, 1)
+        cell_se = np.where(np.isfinite(mean), noise / np.sqrt(n), np.nan)
+        means = mean[None] + cell_se[None] * rng.standard_normal((count, *mean.shape))
+        return (f"parametric bootstrap from the spread of {seeds} seeds", means,
+                np.broadcast_to(cell_se, means.shape).copy(), 1.0)
     fitted, residuals = _row_quadratics(mean, x)
     if residuals.size < 2:
         notes.append("no interval: one seed, and too few cells per row for a residual bootstrap (add a seed, or "

@@ -82,8 +82,10 @@ class _ShortcutDown(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(x)
         path1 = F.avg_pool2d(x, kernel_size=1, stride=self.stride)
-        # Shift by one pixel so the second path samples the pixels the strided first path skips.
-        shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
+        # Gastaldi's SpatialZeroPadding(1, -1, 1, -1): shift one pixel right and down (pad 1 zero row on top and
+        # 1 zero column on the left, drop the last row and column), so shifted[i, j] = x[i-1, j-1] and output
+        # (i, j) of the stride-2 pool reads x[2i-1, 2j-1], with zeros in the first row and column.
+        shifted = F.pad(x[:, :, :-1, :-1], (1, 0, 1, 0))
         path2 = F.avg_pool2d(shifted, kernel_size=1, stride=self.stride)
         return self.bn(torch.cat([self.conv1(path1), self.conv2(path2)], dim=1))
 

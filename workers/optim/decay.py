@@ -10,7 +10,9 @@ A param group decays in one of two forms (``group["decoupled"]``, from the regis
 torch's own AdamW form (theta <- theta * (1 - alpha * eta_t * lambda), decay form "torch") is not implemented here:
 `build_optimizer` returns `torch.optim.AdamW` itself for it.
 
-Also here: `normalized_weight_decay`, the paper's lambda = lambda_norm * sqrt(b / (B * T)).
+Also here: `normalized_weight_decay`, the paper's lambda = lambda_norm * sqrt(b / (B * T)), and
+`scheduled_weight_decay`, the raw factor a run's param groups carry at each iteration (which decay forms normalize,
+and which T).
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ from torch import Tensor
 
 from .checks import check_nonnegative, check_positive_int
 
-__all__ = ["WeightDecay", "normalized_weight_decay", "record_initial_lr", "schedule_eta"]
+__all__ = [
+    "NORMALIZED_DECAY_FORMS",
+    "WeightDecay",
+    "normalized_weight_decay",
+    "record_initial_lr",
+    "schedule_eta",
+    "scheduled_weight_decay",
+]
 
 
 def record_initial_lr(group: dict[str, Any]) -> None:
@@ -104,3 +113,33 @@ def normalized_weight_decay(lambda_norm: float, *, batch_size: int, train_size: 
     if not epochs > 0:
         raise ValueError(f"epochs must be > 0, got {epochs!r}.")
     return lambda_norm * math.sqrt(batch_size / (train_size * epochs))
+
+
+# The registry's decay forms (`hpscape.landscapes.variants.Variant.decay`) whose factor `normalized_decay` converts.
+# - "decoupled" (SGDW, AdamW, ...): lambda = lambda_norm * sqrt(b / (B*T)), as the authors' code does.
+# - "l2": the authors' code leaves an L2 factor lambda' raw, so it stays raw here even when normalized_decay is set.
+# - "torch" (adamw-torch): also raw, by choice. torch.optim.AdamW multiplies its decay by lr_t = alpha * eta_t, so its
+#   factor is not the paper's lambda (lambda_torch = lambda / alpha), and the paper's normalization, derived for a
+#   decay that is applied once per step independently of alpha, does not carry over to it.
+NORMALIZED_DECAY_FORMS = frozenset({"decoupled"})
+
+
+def scheduled_weight_decay(
+    weight_decay: float,
+    *,
+    decay_form: str,
+    normalized: bool,
+    batch_size: int,
+    train_size: int,
+    period_epochs: float,
+) -> float:
+    """The raw per-step factor the param groups carry: ``weight_decay`` itself, or lambda_norm converted.
+
+    ``weight_decay`` is lambda_norm when ``normalized`` and ``decay_form`` is one of `NORMALIZED_DECAY_FORMS`; it is
+    then converted with T = ``period_epochs``: the run's epochs for a single-cycle schedule, or the current restart
+    period T_i for warm restarts (`schedules.restart_period_epochs`), so lambda changes at each restart. Otherwise
+    (``normalized`` False, or an L2 / torch factor) it is returned raw.
+    """
+    if not (normalized and decay_form in NORMALIZED_DECAY_FORMS):
+        return weight_decay
+    return normalized_weight_decay(weight_decay, batch_size=batch_size, train_size=train_size, epochs=period_epochs)

@@ -25,6 +25,7 @@ __all__ = [
     "StepMultiplier",
     "WarmRestartsMultiplier",
     "build_scheduler",
+    "restart_period_epochs",
     "schedule_multiplier",
 ]
 
@@ -83,15 +84,37 @@ class WarmRestartsMultiplier:
         check_positive_int("period (t0_epochs * steps_per_epoch)", self.period)
         check_positive_int("t_mult", self.t_mult)
 
-    def __call__(self, step: int) -> float:
-        t_cur, t_i = max(step, 0), self.period
+    def period_of(self, step: int) -> tuple[int, int, int]:
+        """(index i, iterations into it, length T_i in iterations) of the period iteration ``step`` lies in.
+
+        ``step`` is 0-based; a negative one counts as 0. Period i is ``period * t_mult**i`` iterations long.
+        """
+        t_cur, t_i, index = max(step, 0), self.period, 0
         if self.t_mult == 1:
-            t_cur %= t_i
-        else:
-            while t_cur >= t_i:  # logarithmically many periods: cheap per call
-                t_cur -= t_i
-                t_i *= self.t_mult
+            return t_cur // t_i, t_cur % t_i, t_i
+        while t_cur >= t_i:  # logarithmically many periods: cheap per call
+            t_cur -= t_i
+            t_i *= self.t_mult
+            index += 1
+        return index, t_cur, t_i
+
+    def __call__(self, step: int) -> float:
+        _, t_cur, t_i = self.period_of(step)
         return 0.5 * (1.0 + math.cos(math.pi * t_cur / t_i))
+
+
+def restart_period_epochs(step: int, *, steps_per_epoch: int, t0_epochs: float = 10, t_mult: int = 2) -> float:
+    """T_i: the length in epochs of the warm-restart period that iteration ``step`` (0-based) lies in.
+
+    The periods are those `build_scheduler("warm_restarts", ...)` runs (the first ``round(t0_epochs *
+    steps_per_epoch)`` iterations long, each next one ``t_mult`` times longer), so for whole ``t0_epochs`` this is
+    exactly ``t0_epochs * t_mult**i``. The normalized weight decay of SGDWR/AdamWR uses it as T (paper B.2).
+    """
+    check_positive_int("steps_per_epoch", steps_per_epoch)
+    if not t0_epochs > 0:
+        raise ValueError(f"t0_epochs must be > 0, got {t0_epochs!r}.")
+    restarts = WarmRestartsMultiplier(round(t0_epochs * steps_per_epoch), t_mult)
+    return restarts.period_of(step)[2] / steps_per_epoch
 
 
 def _make_multiplier(

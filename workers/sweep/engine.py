@@ -187,12 +187,14 @@ def trial_config(
     spec: SweepSpec, variant: str, facet: Facet | None, frozen: optuna.trial.FrozenTrial, *,
     data_dir: str | Path | None,
 ) -> dict[str, Any]:
-    """The TrialConfig (as a dict) of one claimed Optuna trial; a GPU trial takes the fast path.
+    """The TrialConfig (as a dict) of one claimed Optuna trial.
 
     Its hyperparameters are those the record holds for it (written when it was enqueued or asked); a trial
-    recorded without them (hpscape 0.1) gets them from the spec and its params.
+    recorded without them (hpscape 0.1) gets them from the spec and its params. Precision and torch.compile are
+    the spec's (`precision`, `compile`); a trial with a GPU share runs on CUDA in channels_last, which changes the
+    memory layout and not the arithmetic.
     """
-    fast = spec.resources.gpu > 0
+    gpu = spec.resources.gpu > 0
     values = frozen.user_attrs.get(Attr.HYPERPARAMETERS)
     if not isinstance(values, dict):
         values = spec.trial_values(variant, frozen.params, facet)
@@ -202,11 +204,15 @@ def trial_config(
         "variant": variant,
         **values,
         "normalized_decay": spec.normalized_decay,
+        "step_milestones": list(spec.step_milestones) if spec.step_milestones is not None else None,
+        "step_gamma": spec.step_gamma,
+        "restart_period": spec.restart_period,
+        "restart_mult": spec.restart_mult,
         "seed": int(frozen.user_attrs[Attr.SEED]),
-        "device": "cuda" if fast else "cpu",
-        "precision": "bf16" if fast else "fp32",
-        "channels_last": fast,
-        "compile": fast,
+        "device": "cuda" if gpu else "cpu",
+        "precision": spec.precision,
+        "channels_last": gpu,
+        "compile": spec.compile,
         "data_dir": str(data_dir) if data_dir is not None else None,
     }
 
