@@ -144,7 +144,9 @@ _ADAM_BETAS: dict[str, Any] = {
 PRESETS: Mapping[str, SweepSpec] = MappingProxyType(
     {
         spec.name: spec
-        for spec in (SweepSpec.model_validate(values) for values in (_FIG2, _QUICK, _QUICK_ADAM, _QUICK_FAMILIES, _ADAM_BETAS))
+        for spec in (
+            SweepSpec.model_validate(values) for values in (_FIG2, _QUICK, _QUICK_ADAM, _QUICK_FAMILIES, _ADAM_BETAS)
+        )
     }
 )
 
