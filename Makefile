@@ -54,7 +54,8 @@ test-fast: compose
 
 # The controller on http://127.0.0.1:8000 for browsing: loopback only, reads open without a token, a SQLite file and a
 # local Ray under .hpscape/. The admin token for submitting is generated once into .hpscape/admin-token.
-SERVE_STORAGE ?= $(or $(HPSCAPE_STORAGE),sqlite:///$(CURDIR)/.hpscape/serve.db)
+# The demo's database by default: `make serve` after `make demo` lists the demo (a "recorded" sweep).
+SERVE_STORAGE ?= $(DEMO_STORAGE)
 SERVE_PORT ?= 8000
 serve: install
 	@mkdir -p .hpscape

@@ -3,11 +3,13 @@
     .venv/bin/python bench/landscape_build.py                   # SQLite, 4 studies x 10 000 trials
     .venv/bin/python bench/landscape_build.py --storage postgresql+psycopg://postgres@127.0.0.1:5432/bench
     .venv/bin/python bench/landscape_build.py --browser         # also time the page in headless Chromium
+    .venv/bin/python bench/landscape_build.py --cprofile 10     # and where a cold build's time goes
 
 Two sweeps are seeded with synthetic trials (no training; written in bulk, once, and reused): a grid
 of 20 lr x 20 weight decays x 25 seeds per variant and a Bayesian sweep of 10 000 scattered points
 per variant, both with 4 variants and 10 epochs of intermediate values per trial. Targets: the
-landscape JSON in <= 300 ms of server time, the sweep page's first render in <= 1 s.
+landscape JSON in <= 300 ms of server time on the first request (cold: nothing cached), the sweep
+page's first render in <= 1 s.
 """
 
 from __future__ import annotations
@@ -139,8 +141,8 @@ def measure_server(storage: Any, name: str, repeats: int) -> dict[str, list[floa
                                                                 repeats)
     rows["read + aggregate, warm (changes only)"], _ = _time(lambda: build_sweep_landscapes(storage, name), repeats)
     rows["coupling metrics"], _ = _time(lambda: {v: coupling_metrics(land) for v, land in lands.items()}, repeats)
-    rows["landscape JSON, cold"], _ = _time(cold(lambda: payload(False)), repeats)
-    rows["landscape JSON, warm (target <= 300)"], text = _time(lambda: payload(False), repeats)
+    rows["landscape JSON, cold (target <= 300)"], _ = _time(cold(lambda: payload(False)), repeats)
+    rows["landscape JSON, warm"], text = _time(lambda: payload(False), repeats)
     rows["  ... JSON size (kB)"] = [len(text) / 1000]
     rows["landscape JSON + figure, warm"], text = _time(lambda: payload(True), repeats)
     rows["  ... JSON size with figure (kB)"] = [len(text) / 1000]
@@ -233,6 +235,27 @@ def measure_browser(app: Any, sweep_id: str, repeats: int) -> dict[str, list[flo
     return rows
 
 
+def profile_cold(storage: Any, name: str, top: int) -> None:
+    """cProfile of one cold landscape JSON (nothing cached): the `top` functions by own time."""
+    import cProfile
+    import pstats
+
+    clear_landscape_cache()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    json.dumps(landscape_payload(build_sweep_landscapes(storage, name), sweep={"id": name}, metric="test_error",
+                                 epoch=None, figure=False), allow_nan=False, separators=(",", ":"))
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    total = sum(entry[2] for entry in stats.stats.values())  # type: ignore[attr-defined]
+    print(f"\n{name}: cold landscape JSON under cProfile, {total * 1000:.0f} ms of own time in all; top {top}:")
+    print(f"{'own ms':>9s} {'cum ms':>9s} {'calls':>7s}  function")
+    ranked = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)[:top]  # type: ignore[attr-defined]
+    for (filename, line, function), (_cc, calls, own, cumulative, _callers) in ranked:
+        where = filename.replace(str(ROOT) + "/", "").split("site-packages/")[-1]
+        print(f"{own * 1000:9.1f} {cumulative * 1000:9.1f} {calls:7d}  {where}:{line}({function})", flush=True)
+
+
 def _print(title: str, rows: dict[str, list[float]]) -> None:
     print(f"\n{title}", flush=True)
     print(f"{'step':44s} {'median':>10s} {'min':>10s} {'max':>10s}  n")
@@ -250,6 +273,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10_000, help="trials per study (default 10000)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--browser", action="store_true", help="also time the sweep page in headless Chromium")
+    parser.add_argument("--sweeps", default="grid,bayes", help="which seeded sweeps to measure (comma-separated)")
+    parser.add_argument("--cprofile", type=int, default=0, metavar="N",
+                        help="also profile one cold landscape JSON per sweep and print its N busiest functions")
     args = parser.parse_args()
 
     workdir = Path(args.workdir)
@@ -261,10 +287,15 @@ def main() -> None:
     print(f"storage: {url.split('@')[-1]}")
     for name, spec in sweeps:
         seed(storage, name, spec, args.trials)
+    wanted = set(args.sweeps.split(","))
+    sweeps = [(name, spec) for name, spec in sweeps if name.split("-")[1] in wanted]
 
     for name, _ in sweeps:
         _print(f"{name}: {len(VARIANTS)} studies x {args.trials} trials (server side, in-process)",
                measure_server(storage, name, args.repeats))
+    if args.cprofile:
+        for name, _ in sweeps:
+            profile_cold(storage, name, args.cprofile)
     app, ids = _app_with_sweeps(url, sweeps)
     for name, _ in sweeps:
         _print(f"{name}: through the controller", measure_http(app, ids[name], args.repeats))

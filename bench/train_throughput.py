@@ -2,6 +2,7 @@
 
     python bench/train_throughput.py                              # CPU: the quick preset's step, one table
     python bench/train_throughput.py --images 512 --epochs 3      # the same, shorter
+    python bench/train_throughput.py --rows telemetry --epochs 8  # the baseline and the telemetry-off row only
     python bench/train_throughput.py --model shake_shake_26_2x64d --batch-size 128 --device cuda
     python bench/train_throughput.py --suite paths --model shake_shake_26_2x32d --device cpu --images 1024
 
@@ -9,8 +10,10 @@ Two suites:
 
 - ``cpu`` (the default on a CPU): the quick preset's model and batch size (``shake_shake_8_2x16d_bnhead``, batch 64,
   on digits-shaped 1x8x8 images, 10 classes). Baseline: eager fp32 with 1 thread (as a sweep worker runs, one core
-  per trial); then 2 threads, channels_last, torch.compile (inductor, default mode and
-  ``max-autotune-no-cudagraphs``), batch 32 and 128, and bf16 autocast, each with 1 thread unless named.
+  per trial), with telemetry on as every trial runs; then telemetry off (`hpscape.workers.telemetry` must cost under
+  5 % of an epoch: the lines under the table say what it costs, from `--pairs` interleaved runs on / off), 2
+  threads, channels_last, torch.compile (inductor, default mode and ``max-autotune-no-cudagraphs``), batch 32 and
+  128, and bf16 autocast, each with 1 thread unless named.
 - ``paths`` (the default on CUDA): eager fp32 against bf16 + channels_last and the fast path (+ torch.compile).
 
 Random tensors of the dataset's shape stand in for the data (throughput does not depend on pixel values), so no download
@@ -50,6 +53,7 @@ _SHAPES = {  # (channels, size, augmentation) as the real datasets have them
 }
 _TRAIN_SIZE = {"cifar": 50_000, "digits": 1437}  # images per epoch of the real dataset
 _MAX_AUTOTUNE = "max-autotune-no-cudagraphs"
+_TELEMETRY_OFF = "telemetry off"
 
 
 def random_dataset(shape: str, images: int, device: torch.device) -> DeviceDataset:
@@ -131,11 +135,73 @@ def run_row(row: Row, common: dict[str, Any], data: DeviceDataset) -> Measured:
     return out
 
 
+@dataclass
+class Paired:
+    """The steady epochs of one row in a paired comparison: images/s (wall clock), CPU seconds per epoch, and the CPU
+    seconds spent inside `Telemetry`'s calls during each."""
+
+    images_per_s: list[float] = field(default_factory=list)
+    cpu_s: list[float] = field(default_factory=list)
+    telemetry_s: list[float] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _timed_telemetry(spent: list[float]) -> Iterator[None]:
+    """Add the CPU time of every `Telemetry` call to spent[0], for as long as the block runs."""
+    from hpscape.workers.telemetry import Telemetry
+
+    names = ("start_epoch", "after_backward", "after_step", "finish_epoch")
+    originals = {name: getattr(Telemetry, name) for name in names}
+
+    def timed(method):
+        @functools.wraps(method)
+        def call(*args, **kwargs):
+            started = time.thread_time()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                spent[0] += time.thread_time() - started
+        return call
+
+    for name, method in originals.items():
+        setattr(Telemetry, name, timed(method))
+    try:
+        yield
+    finally:
+        for name, method in originals.items():
+            setattr(Telemetry, name, method)
+
+
+def paired_throughput(a: Row, b: Row, common: dict[str, Any], data: DeviceDataset, pairs: int) -> tuple[Paired, Paired]:
+    """The steady epochs of rows `a` and `b`, run in turn (a b, b a, a b, ...) so that drift cancels.
+
+    Besides images/s, each epoch's CPU time of this thread (training and evaluation): with one torch thread every
+    kernel runs on it, and CPU time does not count the time other processes held the core. And the CPU time inside
+    the telemetry's own calls in the same epochs, the cost least moved by the machine's other load (it leaves out
+    what the telemetry costs the rest of the step, such as caches it evicts, which the on / off ratios include).
+    """
+    measured = (Paired(), Paired())
+    for pair in range(pairs):
+        for index in ((0, 1) if pair % 2 == 0 else (1, 0)):
+            row = (a, b)[index]
+            marks: list[tuple[float, float]] = []
+            spent = [0.0]
+            with _threads(row.threads), _timed_telemetry(spent):
+                result = train_trial(TrialConfig(**{**common, **row.changes}), dataset=data,
+                                     on_epoch=lambda _m: marks.append((time.thread_time(), spent[0])))
+            out = measured[index]
+            out.images_per_s.extend(m.images_per_s for m in result.history[1:])
+            out.cpu_s.extend(later[0] - earlier[0] for earlier, later in zip(marks, marks[1:]))
+            out.telemetry_s.extend(later[1] - earlier[1] for earlier, later in zip(marks, marks[1:]))
+    return measured
+
+
 def cpu_rows(batch_size: int) -> list[Row]:
     """The quick preset's CPU step: baseline first, then one change at a time."""
     one = 1  # as a sweep worker runs: one core per trial
     return [
         Row(f"eager fp32 (baseline), batch {batch_size}", threads=one),
+        Row(_TELEMETRY_OFF, {"telemetry": False}, threads=one),
         Row("eager fp32, 2 threads", threads=2),
         Row("channels_last", {"channels_last": True}, threads=one),
         Row("torch.compile (inductor, default mode)", {"compile": True}, threads=one),
@@ -175,6 +241,11 @@ def main() -> None:
     parser.add_argument("--paths", default="eager,bf16,fast",
                         help="paths suite: comma-separated subset of: eager (fp32), bf16 (+ channels_last), "
                              "fast (+ torch.compile)")
+    parser.add_argument("--pairs", type=int, default=4,
+                        help="interleaved telemetry on / off runs for the telemetry cost line (0: skip it)")
+    parser.add_argument("--rows", default=None,
+                        help="keep only the rows whose name contains one of these comma-separated words (the "
+                             "baseline, the first row, is always measured), e.g. --rows telemetry")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -199,6 +270,9 @@ def main() -> None:
             parser.error(f"--paths: unknown {', '.join(sorted(unknown))}; choose from eager, bf16, fast")
         rows = path_rows(wanted)
 
+    if args.rows:
+        words = [w.strip().lower() for w in args.rows.split(",") if w.strip()]
+        rows = rows[:1] + [r for r in rows[1:] if any(w in r.name.lower() for w in words)]
     data = random_dataset(shape, images, device)
     common = dict(model=model, dataset=data.name, variant=DEFAULT_VARIANT, lr=0.05, weight_decay=5e-4,
                   epochs=args.epochs, batch_size=batch_size, device=str(device))
@@ -232,6 +306,21 @@ def main() -> None:
         table.add_row(result.row.name, threads, str(result.batch_size), f"{result.images_per_s:,.0f}", ratio,
                       f"{minutes:,.1f} min", f"{result.wall_s:.0f} s")
     console.print(table)
+    telemetry_row = next((m.row for m in measured if m.row.name == _TELEMETRY_OFF and m.images_per_s), None)
+    if telemetry_row is not None and args.pairs > 0:
+        # Two rows measured one after the other differ by whatever else the machine did meanwhile (on a shared CPU,
+        # easily 20 %): the cost of telemetry, about 1 %, needs its own comparison, interleaved.
+        on, off = paired_throughput(Row("telemetry on", threads=telemetry_row.threads), telemetry_row, common, data,
+                                    args.pairs)
+        inside = statistics.median(t / (c - t) for t, c in zip(on.telemetry_s, on.cpu_s, strict=True))
+        cpu = statistics.median(on.cpu_s) / statistics.median(off.cpu_s)
+        wall = statistics.median(off.images_per_s) / statistics.median(on.images_per_s)
+        console.print(f"telemetry (the budget is +5 % per epoch), medians of {len(on.cpu_s)} epochs each, "
+                      f"{args.pairs} interleaved runs on / off:\n"
+                      f"  inside its calls     {100 * inside:+.1f} % of the rest of the same epochs' CPU time\n"
+                      f"  CPU time per epoch   {cpu:.3f} x telemetry off ({100 * (cpu - 1):+.1f} %)\n"
+                      f"  wall clock, training {wall:.3f} x telemetry off ({100 * (wall - 1):+.1f} %; the least "
+                      "reliable on a shared machine)")
 
 
 if __name__ == "__main__":

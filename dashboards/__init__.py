@@ -5,7 +5,7 @@ labels and pairs come from the registry (`hpscape.landscapes.variants`), axes an
 landscape's `LandscapeAxis`.
 """
 
-from .export import csv_columns, grid_csv, grid_json, landscape_html, standalone_html
+from .export import csv_columns, grid_csv, grid_json, landscape_figure, landscape_html, standalone_html
 from .figures import sweep_figure
 from .format import (
     FIG2_CLIP,
@@ -26,6 +26,7 @@ from .pages import (
     static_path,
     sweep_list_html,
     sweep_page_html,
+    view_page_html,
 )
 from .payload import landscape_payload, sweep_progress
 from .rows import FigureRow, difference, figure_rows
@@ -48,6 +49,7 @@ __all__ = [
     "grid_csv",
     "grid_json",
     "is_error_metric",
+    "landscape_figure",
     "landscape_html",
     "landscape_payload",
     "metric_label",
@@ -58,6 +60,7 @@ __all__ = [
     "sweep_figure",
     "sweep_list_html",
     "sweep_page_html",
+    "view_page_html",
     "slope_text",
     "sweep_progress",
 ]

@@ -17,7 +17,7 @@ from hpscape.landscapes import CouplingMetrics, Landscape, coupling_metrics
 from .figures import sweep_figure
 from .format import default_clip
 
-__all__ = ["csv_columns", "grid_csv", "grid_json", "landscape_html", "standalone_html"]
+__all__ = ["csv_columns", "grid_csv", "grid_json", "landscape_figure", "landscape_html", "standalone_html"]
 
 # The columns around the two axis columns (named after the swept axes, e.g. lr and weight_decay, beta1 and beta2).
 _CSV_HEAD = ("variant", "facet", "metric", "epoch")
@@ -63,12 +63,25 @@ def landscape_html(
     `coupling` None computes the metrics (keyed by study key, like `landscapes`); pass them when the caller has
     them already.
     """
+    figure = landscape_figure(landscapes, dataset=dataset, clip=clip, show_model=show_model, coupling=coupling)
+    return standalone_html(figure, title=title)
+
+
+def landscape_figure(
+    landscapes: Mapping[str, Landscape],
+    *,
+    dataset: str | None = None,
+    clip: tuple[float, float] | None = None,
+    show_model: bool = False,
+    coupling: Mapping[str, CouplingMetrics] | None = None,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """The exported Figure 2 view as a plotly figure dict (what `landscape_html` and the image exports draw)."""
     metric = next(iter(landscapes.values())).metric if landscapes else "test_error"
     used = clip or default_clip(landscapes.values(), metric, dataset=dataset)
     if coupling is None:
         coupling = {key: coupling_metrics(land) for key, land in landscapes.items()}
-    figure = sweep_figure(landscapes, clip=used, coupling=coupling, show_model=show_model, width=1300)
-    return standalone_html(figure, title=title)
+    return sweep_figure(landscapes, clip=used, coupling=coupling, show_model=show_model, width=1300, title=title)
 
 
 def _number(value: float) -> str:

@@ -15,20 +15,21 @@ from typing import Any
 
 import numpy as np
 
-from hpscape.landscapes import CouplingMetrics, Landscape, LandscapeAxis
+from hpscape.landscapes import CouplingMetrics, Landscape
 from hpscape.landscapes.variants import variant_label
 
-from .format import axis_ticks, axis_title, coupling_text, format_value, is_error_metric, metric_label
+from .format import coupling_text, format_value, is_error_metric, metric_label
+from .layout import colour_axis, panel_axes, title_annotation, zero_separators
 from .rows import difference, figure_rows
 from .traces import diff_trace, panel_name, panel_traces
 
 __all__ = ["sweep_figure"]
 
-# Layout in pixels; turned into paper fractions once the figure height is known.
-_TOP, _BOTTOM, _TITLE, _PANEL, _AXIS = 96, 16, 56, 270, 62
+# Layout in pixels; turned into paper fractions once the figure height is known. The top margin holds the legend
+# (and the figure's title, when it has one), nothing more.
+_TOP, _TITLE_PX, _BOTTOM, _TITLE, _PANEL, _AXIS = 40, 30, 16, 56, 270, 62
 # Column domains (paper x): left panel, right panel, difference map; gaps hold y tick labels.
 _COLUMNS = ((0.0, 0.29), (0.355, 0.645), (0.71, 1.0))
-_COLOURS = "Viridis"  # reversed: good (low) cells light, so the black circles stand out
 _DIFF_COLOURS = "RdBu"  # plotly's RdBu runs blue (low) to red: blue where the right-hand variant is lower
 
 
@@ -56,8 +57,12 @@ def sweep_figure(
     # At most a quarter of a panel's cells are marked best: 10 of Figure 2's 121, 3 of a 3 x 4 quick panel.
     largest = max((land.shape[0] * land.shape[1] for land in landscapes.values()), default=0)
     top_k = max(1, min(top_k, largest // 4))
-    height = _TOP + _BOTTOM + max(1, len(rows)) * (_TITLE + _PANEL + _AXIS)
-    area = height - _TOP - _BOTTOM
+    top_px = _TOP + (_TITLE_PX if title else 0)
+    height = top_px + _BOTTOM + max(1, len(rows)) * (_TITLE + _PANEL + _AXIS)
+    area = height - top_px - _BOTTOM
+    # The colour bars sit beside the rightmost column in use, not far away when a sweep has one panel per row.
+    used = max((2 if row.pair else (1 if row.right else 0) for row in rows), default=0)
+    bar_x = _COLUMNS[used][1] + 0.015
 
     # The drawing.
     data: list[dict[str, Any]] = []
@@ -78,10 +83,10 @@ def sweep_figure(
                 continue
             landscape = landscapes[key]
             k = len(axes) // 2 + 1
-            axes.update(_axes(k, _COLUMNS[c], domain_y, landscape.y, landscape.x, y_title))
+            axes.update(panel_axes(k, _COLUMNS[c], domain_y, landscape.y, landscape.x, y_title))
             y_title = False
             data.extend(panel_traces(k, landscape, top_k, show_model, shown))
-            shapes.extend(_zero_separators(k, landscape.y, landscape.x))
+            shapes.extend(zero_separators(k, landscape.y, landscape.x))
             annotations.append(
                 _panel_title(_COLUMNS[c], top, landscape, (coupling or {}).get(key), show_model)
             )
@@ -90,14 +95,14 @@ def sweep_figure(
         left, right = (landscapes[key] for key in row.pair)
         diff = diffs[row.pair]
         k = len(axes) // 2 + 1
-        axes.update(_axes(k, _COLUMNS[2], domain_y, diff["y"], diff["x"], False))
+        axes.update(panel_axes(k, _COLUMNS[2], domain_y, diff["y"], diff["x"], False))
         data.append(diff_trace(k, left, right, diff))
-        shapes.extend(_zero_separators(k, diff["y"], diff["x"]))
+        shapes.extend(zero_separators(k, diff["y"], diff["x"]))
         annotations.append(_diff_title(_COLUMNS[2], top, left, right, diff["diff"].size == 0))
 
     layout: dict[str, Any] = {
         "height": height,
-        "margin": {"t": _TOP, "b": _BOTTOM, "l": 72, "r": 120},
+        "margin": {"t": top_px, "b": _BOTTOM, "l": 72, "r": 120},
         "plot_bgcolor": "#e9e9e9",
         "paper_bgcolor": "white",
         "font": {"family": "Helvetica, Arial, sans-serif", "size": 12},
@@ -108,72 +113,16 @@ def sweep_figure(
                    "xanchor": "left", "font": {"size": 11}},
         "annotations": annotations,
         "shapes": shapes,
-        "coloraxis": _colour_axis(metric, clip),
-        "coloraxis2": _diff_axis(metric, clip, [d["diff"] for d in diffs.values()]),
+        "coloraxis": colour_axis(metric, clip, bar_x),
+        "coloraxis2": _diff_axis(metric, clip, [d["diff"] for d in diffs.values()], bar_x),
         **axes,
     }
     if title:
-        layout["title"] = {"text": title, "x": 0.0, "xanchor": "left", "y": 0.995, "yanchor": "top",
-                           "font": {"size": 16}}
+        layout["title"] = {"text": title, "xref": "paper", "x": 0.0, "xanchor": "left", "yref": "container",
+                           "y": 1.0 - 6 / height, "yanchor": "top", "font": {"size": 16}}
     if width:
         layout["width"] = width
     return {"data": data, "layout": layout}
-
-
-def _axes(
-    k: int,
-    domain_x: tuple[float, float],
-    domain_y: tuple[float, float],
-    y: LandscapeAxis,
-    x: LandscapeAxis,
-    y_title: bool,
-) -> dict[str, Any]:
-    suffix = "" if k == 1 else str(k)
-    x_labels, x_scale = axis_ticks(x.values.tolist(), x.scale)
-    y_labels, y_scale = axis_ticks(y.values.tolist(), y.scale)
-    x_vals, x_text = _thin(x_labels)
-    y_vals, y_text = _thin(y_labels)
-    common = {"tickmode": "array", "showgrid": False, "zeroline": False, "ticks": "", "fixedrange": True}
-    return {
-        f"xaxis{suffix}": {
-            **common,
-            "domain": list(domain_x),
-            "anchor": f"y{suffix}",
-            "range": [-0.5, max(x.size, 1) - 0.5],
-            "tickvals": x_vals,
-            "ticktext": x_text,
-            "title": {"text": axis_title(x, x_scale), "standoff": 4, "font": {"size": 11}},
-        },
-        f"yaxis{suffix}": {
-            **common,
-            "domain": list(domain_y),
-            "anchor": f"x{suffix}",
-            "range": [-0.5, max(y.size, 1) - 0.5],
-            "tickvals": y_vals,
-            "ticktext": y_text,
-            "title": {"text": axis_title(y, y_scale) if y_title else "", "standoff": 2, "font": {"size": 11}},
-        },
-    }
-
-
-def _thin(labels: list[str], most: int = 12) -> tuple[list[int], list[str]]:
-    """Every label when they fit, else every second/third one (the 0 column is always labelled)."""
-    step = max(1, -(-len(labels) // most))
-    keep = [i for i in range(len(labels)) if i % step == 0 or labels[i] == "0"]
-    return keep, [labels[i] for i in keep]
-
-
-def _zero_separators(k: int, y: LandscapeAxis, x: LandscapeAxis) -> list[dict[str, Any]]:
-    """A white line between a log axis's 0 (drawn first) and its powers; linear axes hold 0 like any value."""
-    suffix = "" if k == 1 else str(k)
-    line = {"type": "line", "xref": f"x{suffix}", "yref": f"y{suffix}", "line": {"color": "white", "width": 4},
-            "layer": "above"}
-    out = []
-    if x.log and x.size >= 2 and x.values[0] == 0:
-        out.append({**line, "x0": 0.5, "x1": 0.5, "y0": -0.5, "y1": y.size - 0.5})
-    if y.log and y.size >= 2 and y.values[0] == 0:
-        out.append({**line, "x0": -0.5, "x1": x.size - 0.5, "y0": 0.5, "y1": 0.5})
-    return out
 
 
 def _facet_suffix(landscape: Landscape) -> str:
@@ -198,7 +147,7 @@ def _panel_title(
         sub = ""
     else:
         sub = coupling_text(metrics)
-    return _title_annotation(domain_x, top, label, sub)
+    return title_annotation(domain_x, top, label, sub)
 
 
 def _diff_title(
@@ -207,7 +156,7 @@ def _diff_title(
     a, b = variant_label(left.variant), variant_label(right.variant)
     label = f"<b>{b} − {a}</b>{_facet_suffix(right)}"
     sub = "the two grids share no cell" if empty else f"blue: {b} better · red: {a} better"
-    return _title_annotation(domain_x, top, label, sub)
+    return title_annotation(domain_x, top, label, sub)
 
 
 def _placeholder(
@@ -233,61 +182,27 @@ def _placeholder(
     }
 
 
-def _title_annotation(domain_x: tuple[float, float], top: float, label: str, sub: str) -> dict[str, Any]:
-    text = label if not sub else f"{label}<br><span style='font-size:11px;color:#444'>{sub}</span>"
-    return {
-        "text": text,
-        "xref": "paper",
-        "yref": "paper",
-        "x": (domain_x[0] + domain_x[1]) / 2,
-        "y": top,
-        "xanchor": "center",
-        "yanchor": "bottom",
-        "yshift": 4,
-        "showarrow": False,
-        "font": {"size": 13},
-        "align": "center",
-    }
-
-
-def _colour_axis(metric: str, clip: tuple[float, float] | None) -> dict[str, Any]:
-    axis: dict[str, Any] = {
-        "colorscale": _COLOURS,
-        "reversescale": True,
-        "colorbar": {
-            "title": {"text": metric_label(metric), "side": "right"},
-            "x": 1.015,
-            "xanchor": "left",
-            "y": 1.0,
-            "yanchor": "top",
-            "len": 0.48,
-            "thickness": 14,
-            "tickformat": ".1%" if is_error_metric(metric) else ".3g",
-        },
-    }
-    if clip is not None:
-        axis["cmin"], axis["cmax"] = float(clip[0]), float(clip[1])
-    return axis
-
-
-def _diff_axis(metric: str, clip: tuple[float, float] | None, diffs: list[np.ndarray]) -> dict[str, Any]:
+def _diff_axis(metric: str, clip: tuple[float, float] | None, diffs: list[np.ndarray], bar_x: float) -> dict[str, Any]:
     finite = np.concatenate([d[np.isfinite(d)] for d in diffs]) if diffs else np.zeros(0)
     span = float(np.max(np.abs(finite))) if finite.size else 1.0
     if clip is not None:
         span = min(span, float(clip[1] - clip[0])) or float(clip[1] - clip[0])
     span = span or 1.0
+    error = is_error_metric(metric)
+    span *= 100.0 if error else 1.0  # errors' differences are drawn in percentage points
     return {
         "colorscale": _DIFF_COLOURS,
         "cmin": -span,
         "cmax": span,
         "colorbar": {
-            "title": {"text": "difference", "side": "right"},
-            "x": 1.015,
+            "title": {"text": "difference (pp)" if error else f"difference ({metric_label(metric)})",
+                      "side": "right"},
+            "x": bar_x,
             "xanchor": "left",
             "y": 0.0,
             "yanchor": "bottom",
             "len": 0.42,
             "thickness": 14,
-            "tickformat": "+.1%" if is_error_metric(metric) else "+.3g",
+            "tickformat": "+.1f" if error else "+.3g",
         },
     }

@@ -22,7 +22,7 @@ __all__ = [
     "metric_label",
 ]
 
-# PROTOCOL section 3: Figure 2's colour = test error clipped to 3-7 %.
+# docs/science.md, "Figure 2": Figure 2's colour = test error clipped to 3-7 %.
 FIG2_CLIP = (0.03, 0.07)
 # Decimal scales tried, in order, to write a log2 axis as scale x 2^k.
 _SCALES = (1.0, 0.1, 0.01, 0.001, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9)

@@ -18,15 +18,18 @@ __all__ = [
     "static_path",
     "sweep_list_html",
     "sweep_page_html",
+    "view_page_html",
 ]
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # The files the pages load, with their media types; nothing else is served from STATIC_DIR.
 STATIC_FILES: dict[str, str] = {
     "api.js": "text/javascript; charset=utf-8",  # what both pages share: token, requests, errors, the token form
+    "cell.js": "text/javascript; charset=utf-8",  # the sweep page's panel of a clicked cell (small multiples)
     "hpscape.css": "text/css; charset=utf-8",
     "sweep.js": "text/javascript; charset=utf-8",
     "sweeps.js": "text/javascript; charset=utf-8",
+    "view.js": "text/javascript; charset=utf-8",  # the facet, curves and budget views
 }
 
 
@@ -101,6 +104,7 @@ def sweep_page_html(
         + _script(static_base, "api.js")
         + _script(static_base, "sweep.js")
         + _script(static_base, "plotly.min.js")
+        + _script(static_base, "cell.js")
     )
     return (
         head
@@ -113,6 +117,7 @@ def sweep_page_html(
   <span id="sweep-status" class="badge">loading</span>
   <div class="progress" title="finished trials"><div id="progress-bar" class="bar"></div></div>
   <span id="progress-text" class="muted"></span>
+  <nav id="views" class="views"></nav>
 </header>
 <section class="controls">
   <label>metric <select id="metric"></select></label>
@@ -159,6 +164,65 @@ def sweep_page_html(
     <table id="trials" class="grid-table"></table>
   </div>
 </section>
+</body></html>
+"""
+    )
+
+
+def view_page_html(
+    sweep_id: str,
+    view: str,
+    *,
+    api_base: str = "/api/v1",
+    static_base: str = "/static",
+    pages_base: str = "",
+    poll_seconds: float = 5.0,
+) -> str:
+    """One of the sweep's other views (facets, curves, budget): figures the server draws, and their numbers."""
+    from .views import VIEWS
+
+    if view not in VIEWS:
+        raise KeyError(f"no view {view!r}")
+    config = {"sweep_id": sweep_id, "view": view, "api": api_base, "pages": pages_base,
+              "poll_ms": int(poll_seconds * 1000), "views": VIEWS}
+    sweep = f"{escape(pages_base)}/sweeps/{escape(sweep_id)}"
+    return (
+        _head(f"hpscape · {sweep_id} · {view}", static_base)
+        + f"""</head>
+<body class="view-page" data-view="{escape(view)}">
+<header>
+  <a class="back" href="{sweep}">&larr; {escape(sweep_id)}</a>
+  <h1 id="view-title">{escape(VIEWS[view])}</h1>
+  <span id="sweep-status" class="badge">loading</span>
+  <nav id="views" class="views"></nav>
+</header>
+<section class="controls">
+  <label id="metric-box">metric <select id="metric"></select></label>
+  <label id="epoch-box" hidden>epoch <select id="epoch"><option value="">final</option></select></label>
+  <label><input id="live" type="checkbox" checked> live</label>
+  <span id="updated" class="muted"></span>
+  <span class="exports">export
+    <button type="button" data-export="html">HTML</button>
+    <button type="button" data-export="png">PNG</button>
+    <button type="button" data-export="svg">SVG</button>
+    <button type="button" data-export="json">JSON</button>
+  </span>
+</section>
+{_AUTH_FORM}
+<div id="message" class="message" hidden></div>
+<div id="notes" class="notes" hidden></div>
+<div id="figure" class="figure"></div>
+<div id="figure2" class="figure" hidden></div>
+<section>
+  <h2 id="table-title">Numbers</h2>
+  <table id="table" class="grid-table"></table>
+  <h2 id="table2-title" hidden></h2>
+  <table id="table2" class="grid-table" hidden></table>
+</section>
+{_config_script(config)}
+{_script(static_base, "api.js")}
+{_script(static_base, "plotly.min.js")}
+{_script(static_base, "view.js")}
 </body></html>
 """
     )

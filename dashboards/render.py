@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from .export import standalone_html
 
-__all__ = ["DEFAULT_CHROMIUM", "IMAGE_FORMATS", "RenderUnavailable", "render_figure", "with_caption"]
+__all__ = ["DEFAULT_CHROMIUM", "IMAGE_FORMATS", "RenderUnavailable", "figure_caption", "render_figure",
+           "with_caption"]
 
 DEFAULT_CHROMIUM = Path("/usr/bin/chromium")
 IMAGE_FORMATS: Mapping[str, str] = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
@@ -28,16 +29,28 @@ class RenderUnavailable(RuntimeError):
     """No browser to draw with; the message says how to get one."""
 
 
+def figure_caption(spec: Any, metric: str, epoch: int | None = None, *, what: str | None = None) -> str:
+    """One line on what was trained, on what, and what the figure shows (a `SweepSpec` in, text out)."""
+    seeds = ", ".join(str(s) for s in spec.seeds)
+    shown = what or f"colour: {metric.replace('_', ' ')} at " + ("the final epoch" if epoch is None else
+                                                               f"epoch {epoch}")
+    noise = f" · label noise {spec.label_noise:.0%}" if spec.label_noise else ""
+    facet = f" · facet {spec.facet.axis}" if spec.facet is not None else ""
+    return (f"{spec.name}: {spec.dataset} · {spec.model} · {spec.max_epochs()} epochs, batch {spec.batch_size}, "
+            f"{spec.schedule}{facet}{noise} · {spec.precision} · seeds {seeds} · {shown}")
+
+
 def with_caption(figure: Mapping[str, Any], caption: str) -> dict[str, Any]:
     """The figure with one line of `caption` under it (what was trained, on what, and what the colour is)."""
     layout = dict(figure.get("layout", {}))
     margin = dict(layout.get("margin", {}))
-    margin["b"] = int(margin.get("b", 16)) + _CAPTION_PX
+    below = int(margin.get("b", 16))  # what the figure already draws under its plots: axis titles, a legend
+    margin["b"] = below + _CAPTION_PX
     layout["margin"] = margin
     if "height" in layout:
         layout["height"] = int(layout["height"]) + _CAPTION_PX
     note = {"text": caption, "xref": "paper", "yref": "paper", "x": 0.0, "y": 0.0, "xanchor": "left",
-            "yanchor": "top", "yshift": -_CAPTION_PX + 8, "showarrow": False, "font": {"size": 11, "color": "#444"},
+            "yanchor": "top", "yshift": -below - 4, "showarrow": False, "font": {"size": 11, "color": "#444"},
             "align": "left", "name": "caption"}
     layout["annotations"] = [*layout.get("annotations", []), note]
     return {**dict(figure), "layout": layout}

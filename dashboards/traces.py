@@ -73,7 +73,7 @@ def panel_traces(
     }
     if landscape.kind == "binned" and n_rows * n_cols <= 400:
         # Binned cells show how many trials fell into them.
-        heatmap["text"] = landscape.count.tolist()
+        heatmap["text"] = [[str(c) if c else "" for c in row] for row in landscape.count.tolist()]  # empty: blank
         heatmap["texttemplate"] = "%{text}"
         heatmap["textfont"] = {"size": 9, "color": "#333"}
     traces = [heatmap]
@@ -90,7 +90,7 @@ def panel_traces(
             continue
         label, symbol, colour, factor = _MARKS[name]
         if name == "best":
-            label = f"{top_k} best cells"
+            label = "best cell" if top_k == 1 else f"{top_k} best cells"
         traces.append(
             {
                 "type": "scatter",
@@ -178,7 +178,8 @@ def diff_trace(k: int, left: Landscape, right: Landscape, diff: dict[str, Any]) 
         "name": f"{right.key} − {left.key}",
         "x": list(range(n_cols)),
         "y": list(range(n_rows)),
-        "z": _nan_to_none(diff["diff"]),
+        # Errors differ in percentage points: the colour bar reads pp, not a fraction.
+        "z": _nan_to_none(diff["diff"] * (100.0 if is_error_metric(left.metric) else 1.0)),
         "coloraxis": "coloraxis2",
         "xaxis": f"x{_suffix(k)}",
         "yaxis": f"y{_suffix(k)}",

@@ -71,6 +71,40 @@ class Sweep:
                               title=f"{self.name}: {self.metric.replace('_', ' ')}", width=1300)
         return go.Figure(figure)
 
+    def view(self, name: str, *, metrics: list[str] | None = None, angle: str = "theory") -> dict[str, Any]:
+        """Another view of the sweep as the pages draw it: "facets", "curves", "budget" or "mechanism" (figures and
+        tables; `angle` is the mechanism's x axis, "theory" or "measured").
+
+        ValueError when it does not apply (the message says why: no facet, too many cells, no epochs facet, no
+        variant pair).
+        """
+        from hpscape.dashboards.views import budget_view, curves_view, facet_view, mechanism_view, view_unavailable
+
+        why = view_unavailable(name, self.spec)
+        if why is not None or name == "landscape":
+            raise ValueError(why or "the landscape view is `figure()`")
+        if name == "facets":
+            return facet_view(self.landscapes, dataset=self.spec.dataset, title=f"{self.name}: {self.metric}")
+        if name == "budget":
+            return budget_view(self.landscapes, self.spec, title=f"{self.name}: optimal decay against the budget")
+        if name == "mechanism":
+            return mechanism_view(self.mechanism(angle=angle), title=f"{self.name}: {self.metric} against the angle")
+        chosen = metrics or list(dict.fromkeys([self.metric, "train_loss"]))
+        return curves_view(self.curves(chosen), self.spec, chosen, title=f"{self.name}: learning curves")
+
+    def curves(self, metrics: list[str] | None = None) -> list[Any]:
+        """Every cell's per-epoch curves over its seeds (`hpscape.landscapes.CellCurves`), for few-cell sweeps."""
+        from hpscape.landscapes import LANDSCAPE_METRICS, sweep_curves
+
+        return sweep_curves(self.storage, self.name, self.spec, metrics=metrics or list(LANDSCAPE_METRICS))
+
+    def mechanism(self, *, angle: str = "theory") -> list[Any]:
+        """Per variant pair (and facet value): the cells against their equilibrium angle and the collapse score
+        (`hpscape.landscapes.mechanism.Collapse`)."""
+        from hpscape.landscapes import sweep_mechanism
+
+        return sweep_mechanism(self.storage, self.name, self.spec, metric=self.metric, angle=angle)  # type: ignore[arg-type]
+
     def table(self) -> list[dict[str, Any]]:
         """One row per landscape: best value and cell, ridge slope with its 95 % interval, verdict, interaction,
         separability, basin size."""

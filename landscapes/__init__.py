@@ -6,7 +6,17 @@ workers can all share it.
 """
 
 from .axes import AXES, AXIS_NAMES, FACET_AXES, GRID_AXES, OPTIMIZER_AXES, Axis, axis_applies, get_axis
-from .coupling import DEFAULT_BASIN_TOLERANCE, CouplingMetrics, coupling_metrics
+from .budget import BudgetPoint, BudgetTrend, budget_study, budget_supported
+from .coupling import DEFAULT_BASIN_TOLERANCE, AxisOptimum, CouplingMetrics, axis_optimum, coupling_metrics
+from .curves import (
+    MAX_CURVE_CELLS,
+    AnytimeSpeedup,
+    CellCurves,
+    anytime_speedups,
+    at_train_loss,
+    restart_epochs,
+    sweep_curves,
+)
 from .errors import SpecError, format_validation_error
 from .grid import FIG2_DECAY_SCALE, FIG2_DECAY_TICKS, fig2_weight_decays, powers_of_two
 from .keys import Cell, Facet, parse_study_name, study_name
@@ -21,6 +31,8 @@ from .landscape import (
     clear_landscape_cache,
     trial_details,
 )
+from .mechanism import ANGLES, Collapse, MechanismCell, collapse, sweep_mechanism
+from .plan import PlanRow, SweepPlan, Throughput, plan_sweep
 from .presets import PRESETS, get_preset
 from .record import (
     DIVERGED_LOSS,
@@ -37,6 +49,7 @@ from .record import (
     get_trial,
     list_sweep_studies,
     make_storage,
+    measured_throughput,
     open_study,
     reconcile_orphans,
     record_epoch,
@@ -64,6 +77,7 @@ from .variants import (
     variant_label,
 )
 from .vocabulary import (
+    DATASET_SIZES,
     DATASETS,
     HISTORY_FIELDS,
     LANDSCAPE_METRICS,
@@ -94,6 +108,7 @@ __all__ = [
     "AXIS_NAMES",
     "CELL_STATES",
     "DATASETS",
+    "DATASET_SIZES",
     "DEFAULT_BASIN_TOLERANCE",
     "DEFAULT_KEY",
     "DIVERGED_LOSS",
@@ -115,6 +130,29 @@ __all__ = [
     "VARIANTS",
     "VARIANT_NAMES",
     "Attr",
+    "PlanRow",
+    "AnytimeSpeedup",
+    "AxisOptimum",
+    "BudgetPoint",
+    "BudgetTrend",
+    "CellCurves",
+    "MAX_CURVE_CELLS",
+    "anytime_speedups",
+    "at_train_loss",
+    "axis_optimum",
+    "budget_study",
+    "budget_supported",
+    "restart_epochs",
+    "sweep_curves",
+    "ANGLES",
+    "Collapse",
+    "MechanismCell",
+    "collapse",
+    "sweep_mechanism",
+    "SweepPlan",
+    "Throughput",
+    "measured_throughput",
+    "plan_sweep",
     "Axis",
     "BayesSpec",
     "Cell",

@@ -135,7 +135,7 @@ AXES: Mapping[str, Axis] = MappingProxyType(
                   valid=_fraction, default=0.9),
             _axis(name="beta2", label="beta2", symbol="β₂", unit="", scale="linear", kind="float", rule="in [0, 1)",
                   valid=_fraction, default=0.999),
-            # Each family's own default (PROTOCOL section 2): 1e-8, AdaGrad 1e-10.
+            # Each family's own default (docs/science.md, "The update rules"): 1e-8, AdaGrad 1e-10.
             _axis(name="eps", label="epsilon", symbol="ε", unit="", scale="log10", kind="float", rule="> 0",
                   valid=_positive),
             _axis(name="rho", label="rho", symbol="ρ", unit="", scale="linear", kind="float", rule="in [0, 1)",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __all__ = ["FIG2_DECAY_SCALE", "FIG2_DECAY_TICKS", "fig2_weight_decays", "powers_of_two"]
 
-# PROTOCOL section 3: the decay axis of all four panels is {0, 1/32, ..., 16} x 0.001. The 0 is its own column
+# docs/science.md, "Figure 2": the decay axis of all four panels is {0, 1/32, ..., 16} x 0.001. The 0 is its own column
 # because a log axis cannot show it.
 FIG2_DECAY_TICKS: tuple[float, ...] = (0.0, *(2.0**k for k in range(-5, 5)))
 FIG2_DECAY_SCALE = 0.001

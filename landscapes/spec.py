@@ -143,8 +143,11 @@ def _known_axis(title: str, name: Any, allowed: Iterable[str], what: str) -> Non
 # Spec parts
 
 
+MIN_CPU_SHARE = 0.05  # the smallest CPU share of a trial: 1e-300 CPUs would let Ray start hundreds of workers
+
+
 class Resources(_Strict):
-    """What one trial reserves: CPU cores and a (possibly fractional) share of GPUs."""
+    """What one trial reserves: CPU cores (at least `MIN_CPU_SHARE`) and a (possibly fractional) share of GPUs."""
 
     cpu: float = 1.0
     gpu: float = 0.0
@@ -152,7 +155,11 @@ class Resources(_Strict):
     @field_validator("cpu", mode="before")
     @classmethod
     def _cpu(cls, value: Any) -> float:
-        return _finite(value, "> 0", lambda x: x > 0)
+        number = _finite(value, "> 0", lambda x: x > 0)
+        if number < MIN_CPU_SHARE:
+            raise problem(f"must be at least {MIN_CPU_SHARE:g} CPUs per trial, got {number!r}: a smaller share lets "
+                          "Ray start a worker process per trial by the hundred on one core")
+        return number
 
     @field_validator("gpu", mode="before")
     @classmethod
@@ -295,7 +302,7 @@ class SweepSpec(_Strict):
         default=False, description="weight_decay values are lambda_norm, converted by the trainer (decoupled variants "
         "only: an L2 or torch-AdamW factor stays raw; under warm_restarts T is the current period)"
     )
-    # The schedules' parameters (PROTOCOL section 6: Figure 1 drops at 30, 60, 80; B.2 restarts with T_0, T_mult).
+    # The schedules' parameters (docs/presets.md: Figure 1 drops at 30, 60, 80; B.2 restarts with T_0, T_mult).
     step_milestones: list[int] | None = Field(
         default=None, description="step schedule: the epochs after which the lr is multiplied by step_gamma (the "
         "drop of milestone m applies from epoch m + 1 on); null: at 50 % and 75 % of the iterations. When epochs is "
@@ -316,6 +323,14 @@ class SweepSpec(_Strict):
     )
     compile: bool = Field(default=False, description="torch.compile the model (minutes of warm-up; pays off on GPU)")
     max_concurrent_trials: _StrictInt = Field(default=2, ge=1, le=1024)
+    # Where each trial's per-epoch history goes besides the record (docs/telemetry.md). Names only: whether the
+    # package is installed is checked when the sweep starts, since a spec is also read where they are not.
+    loggers: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=lambda: ["tensorboard"],
+        description="trackers that get every trial's per-epoch metrics through Ray Tune's logger callbacks: "
+        "tensorboard (event files under the runs folder), mlflow (MLFLOW_TRACKING_URI; pip install "
+        "'hpscape[mlflow]'), wandb (WANDB_PROJECT, WANDB_MODE; pip install 'hpscape[wandb]')",
+    )
     hyperparameters: dict[str, Number | dict[str, Number]] = Field(
         default_factory=dict,
         description="optimizer values held fixed (lr, weight_decay, momentum, beta1, beta2, eps, rho), one for "
@@ -357,7 +372,7 @@ class SweepSpec(_Strict):
             raise problem(f"must list at least one variant ({', '.join(VARIANT_NAMES)})")
         return value
 
-    @field_validator("variants", "seeds")
+    @field_validator("variants", "seeds", "loggers")
     @classmethod
     def _unique(cls, value: list[Any]) -> list[Any]:
         _check_unique("SweepSpec", (), value)
@@ -532,7 +547,7 @@ class SweepSpec(_Strict):
         """The (vertical, horizontal) axis names: the grid's, or the Bayesian search's."""
         return self.grid.axes if self.grid is not None else self.bayes.axes  # type: ignore[union-attr]
 
-    def replace(self, **changes: Any) -> SweepSpec:
+    def replace(self, /, **changes: Any) -> SweepSpec:
         """A copy with top-level fields replaced, validated again (model_copy would not check)."""
         data = self.model_dump(exclude_none=True)
         for mode, other in (("bayes", "grid"), ("grid", "bayes")):

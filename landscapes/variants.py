@@ -54,7 +54,7 @@ class Family:
     hyperparameters: tuple[str, ...]  # axis names (see `hpscape.landscapes.axes`) only this family has
     # Typical learning rates relative to SGD's: Figure 2 uses 2^-10..2^0 for SGD and 0.1 x those for Adam.
     lr_scale: float
-    eps: float | None  # the family's default epsilon (PROTOCOL section 2); None: the family has none
+    eps: float | None  # the family's default epsilon (docs/science.md, "The update rules"); None: the family has none
     rule: str  # the step on g, in one line (docs and --help)
 
 

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 __all__ = [
     "DATASETS",
+    "DATASET_SIZES",
     "HISTORY_FIELDS",
     "LANDSCAPE_METRICS",
     "METRICS",
@@ -27,7 +28,14 @@ __all__ = [
     "validate_model_name",
 ]
 
-DATASETS: tuple[str, ...] = ("cifar10", "digits", "synthetic")
+# Name -> (training images, test images), what a sweep's plan counts; each loader returns exactly these (tested).
+DATASET_SIZES: dict[str, tuple[int, int]] = {
+    "cifar10": (50_000, 10_000),
+    "digits": (1_437, 360),  # scikit-learn's 1,797 images, split once and for all
+    "imagenet32": (1_281_167, 50_000),  # the validation set serves as the test set, as in the paper
+    "synthetic": (512, 256),
+}
+DATASETS: tuple[str, ...] = tuple(DATASET_SIZES)
 SCHEDULES: tuple[str, ...] = ("constant", "cosine", "step", "warm_restarts")
 # What a sweep may minimize (the Optuna objective) ...
 METRICS: tuple[str, ...] = ("test_error", "test_loss")
@@ -37,13 +45,16 @@ LANDSCAPE_METRICS: tuple[str, ...] = ("test_error", "test_loss", "train_loss", "
 HISTORY_FIELDS: tuple[str, ...] = (
     "epoch", "test_error", "test_loss", "train_loss", "train_error", "lr_t", "epoch_seconds", "images_per_s",
     "diverged",
+    # What the scale-invariant weights did (hpscape.workers.telemetry); None where not measured.
+    "weight_norm", "weight_norm_stages", "weight_norm_last", "angular_update", "angular_update_theory", "grad_norm",
+    "decay_share",
 )
 
 # Sweep names: no "/" (study names are "<sweep>/<variant>[/<axis>=<value>]"). Matched whole (re.fullmatch), so a
 # trailing newline is refused too.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
-# Shake-Shake models (PROTOCOL section 4): depth 6n+2, two branches, base width, and the classifier head.
+# Shake-Shake models (docs/science.md, "The network"): depth 6n+2, two branches, base width, and the classifier head.
 MODEL_DEPTHS: tuple[int, ...] = (8, 14, 20, 26, 32)
 MODEL_BRANCHES: tuple[int, ...] = (2,)
 MODEL_WIDTHS: tuple[int, ...] = (8, 16, 32, 64, 96)  # 8 and 16: the CPU-sized digits models

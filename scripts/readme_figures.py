@@ -17,24 +17,56 @@ import re
 import shutil
 import sqlite3
 import tempfile
+from contextlib import closing
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CPU_PRESETS = ("quick", "quick-adam", "quick-families", "adam-betas")
+CPU_PRESETS = ("quick", "quick-adam", "quick-families", "adam-betas", "quick-fig1", "quick-fig3", "quick-fig4",
+               "quick-budget")
 README_PRESET = "quick"
+# How a results block starts for a preset that was not run for this revision (it then shows no picture).
+NOT_RUN = "Not run for this revision"
+# The presets drawn in another view than Figure 2's, and which.
+VIEW_OF = {"quick-fig1": "facets", "quick-fig3": "curves", "quick-fig4": "curves", "quick-budget": "budget"}
+# The tables of a view's payload that go into docs/presets.md, in order.
+_VIEW_TABLES = ("table", "generalization_table", "anytime_table", "trend_table")
 
 
-def caption(sweep) -> str:
-    """What was trained, on what, and what the colour shows."""
-    spec = sweep.spec
-    seeds = ", ".join(str(s) for s in spec.seeds)
-    return (f"{spec.dataset} · {spec.model} · {spec.max_epochs()} epochs, batch {spec.batch_size}, {spec.schedule} · "
-            f"label noise {spec.label_noise:.0%} · seeds {seeds} · colour: {sweep.metric.replace('_', ' ')} at the "
-            "final epoch")
+# What a picture shows, where it is not the colour of a heatmap (by file-name suffix, else by the preset's view).
+_SHOWS = {"-mechanism": "final {metric} against the predicted equilibrium angle", "-generalization":
+          "test against training loss", "curves": "{metric} against epoch", "budget": "optimal decay against epochs"}
+
+
+def caption(sweep, suffix: str = "") -> str:
+    """What was trained, on what, and what the picture shows."""
+    from hpscape.dashboards.render import figure_caption
+
+    shows = _SHOWS.get(suffix) or (_SHOWS.get(VIEW_OF.get(sweep.name, "")) if not suffix else None)
+    return figure_caption(sweep.spec, sweep.metric,
+                          what=None if shows is None else shows.format(metric=sweep.metric.replace("_", " ")))
+
+
+def markdown_table(table: dict) -> list[str]:
+    return ["| " + " | ".join(table["columns"]) + " |", "|" + "---|" * len(table["columns"]),
+            *("| " + " | ".join(str(v) for v in row) + " |" for row in table["rows"])]
+
+
+def view_tables(sweep, view: str) -> str:
+    """The tables a view shows (final values, anytime speedups, optima per budget, ...), in Markdown."""
+    body = sweep.view(view)
+    lines: list[str] = []
+    for key in _VIEW_TABLES:
+        if body.get(key):
+            lines += [*(["", ] if lines else []), *markdown_table(body[key])]
+    return "\n".join(lines)
 
 
 def results_table(sweep) -> str:
-    """The preset's coupling table in Markdown, and one line on how much was run."""
+    """The preset's coupling table (or its view's tables) in Markdown, and one line on how much was run."""
+    if sweep.name in VIEW_OF:
+        trials = sum(info["n_trials"] for info in sweep.summary.values())
+        return (view_tables(sweep, VIEW_OF[sweep.name]) + f"\n\n{trials} trials ({len(sweep.spec.seeds)} seed(s) per "
+                f"cell), {sweep_minutes(sweep):.1f} minutes from the first trial's start to the last one's end.")
     from hpscape.dashboards import slope_text
     from hpscape.landscapes import variant_label
 
@@ -47,11 +79,31 @@ def results_table(sweep) -> str:
         at = ", ".join(f"{v:.3g}" for v in best.get("params", {}).values()) or "—"
         value = "—" if not best else f"{best['value']:.4f}"
         lines.append(f"| {variant_label(land.variant)} | {value} | {at} | {slope_text(metrics)} | {metrics.verdict} |")
+    mechanism = mechanism_table(sweep)
+    if mechanism:
+        lines += ["", "The mechanism: each pair's final values against the predicted equilibrium angle of the weights "
+                  "that feed a BatchNorm (1 = both variants' cells on one curve):", "", *mechanism]
     trials = sum(info["n_trials"] for info in sweep.summary.values())
     lines.append("")
     lines.append(f"{trials} trials ({len(sweep.spec.seeds)} seeds per cell), {sweep_minutes(sweep):.1f} minutes from "
                  "the first trial's start to the last one's end.")
     return "\n".join(lines)
+
+
+def _has_mechanism(sweep) -> bool:
+    from hpscape.dashboards.views import available_views
+
+    return sweep.name == README_PRESET and "mechanism" in available_views(sweep.spec)
+
+
+def mechanism_table(sweep) -> list[str]:
+    """The collapse score of each L2/decoupled pair, for the README's preset (the others: docs/views.md)."""
+    if not _has_mechanism(sweep):
+        return []
+    table = sweep.view("mechanism")["table"]
+    keep = [i for i, column in enumerate(table["columns"]) if column != "notes"]
+    return markdown_table({"columns": [table["columns"][i] for i in keep],
+                           "rows": [[row[i] for i in keep] for row in table["rows"]]})
 
 
 def sweep_minutes(sweep) -> float:
@@ -89,9 +141,11 @@ def copy_record(storage: str, name: str, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / "record.db"
-        with sqlite3.connect(source) as db, sqlite3.connect(staged) as out:
+        # closing(): a sqlite3 connection's own `with` commits but leaves it open, and an open connection to the
+        # WAL-mode copy would block the journal-mode change below.
+        with closing(sqlite3.connect(source)) as db, closing(sqlite3.connect(staged)) as out:
             db.backup(out)
-        with sqlite3.connect(staged) as db:
+        with closing(sqlite3.connect(staged)) as db:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             others = [row[0] for row in db.execute("SELECT study_id, study_name FROM studies")
                       if row[1].split("/", 1)[0] != name]
@@ -104,10 +158,25 @@ def copy_record(storage: str, name: str, target: Path) -> None:
                     db.execute(f"DELETE FROM {table} WHERE study_id = ?", (study_id,))
                 db.execute("DELETE FROM studies WHERE study_id = ?", (study_id,))
             db.commit()
-        with sqlite3.connect(staged) as db:
+        with closing(sqlite3.connect(staged)) as db:
             db.execute("PRAGMA journal_mode = DELETE")
             db.execute("VACUUM")
         shutil.copyfile(staged, target)
+
+
+def figures(sweep) -> dict[str, dict]:
+    """The pictures of a preset, by file-name suffix: its view's figure (and Figure 3's second one)."""
+    view = VIEW_OF.get(sweep.name)
+    if view is None:
+        out = {"": sweep.figure().to_dict()}
+        if _has_mechanism(sweep):
+            out["-mechanism"] = sweep.view("mechanism")["figure"]
+        return out
+    body = sweep.view(view)
+    out = {"": body["figure"]}
+    if sweep.name == "quick-fig3":
+        out["-generalization"] = body["generalization"]
+    return out
 
 
 def main() -> None:
@@ -126,8 +195,9 @@ def main() -> None:
         except LookupError:
             print(f"{name}: not in {args.storage}, left as it is (run it with `hpscape run --preset {name}`)")
             continue
-        figure = with_caption(sweep.figure().to_dict(), caption(sweep))
-        (REPO / "docs" / f"{name}.png").write_bytes(render_figure(figure, "png"))
+        for suffix, figure in figures(sweep).items():
+            figure = with_caption(figure, caption(sweep, suffix))
+            (REPO / "docs" / f"{name}{suffix}.png").write_bytes(render_figure(figure, "png"))
         document = REPO / ("README.md" if name == README_PRESET else "docs/presets.md")
         document.write_text(replace_block(document.read_text(encoding="utf-8"), name, results_table(sweep)),
                             encoding="utf-8")

@@ -117,6 +117,13 @@ class Client:
     def export_json(self, sweep_id: str) -> dict[str, Any]:
         return self._request("GET", f"/api/v1/sweeps/{sweep_id}/export.json").json()
 
+    def export_figure(self, sweep_id: str, fmt: str, *, view: str = "landscape", **params: Any) -> bytes:
+        """The landscape (or another view: facets, curves, budget) as html, png, svg or pdf bytes."""
+        path = ("landscape/export" if view == "landscape" else f"views/{view}/export")
+        # Drawing an image starts a browser: give it longer than a plain read.
+        return self._request("GET", f"/api/v1/sweeps/{sweep_id}/{path}", params={"format": fmt, **params},
+                             timeout=120).content
+
     def health(self) -> dict[str, Any]:
         """The /healthz body (also when it says 503)."""
         try:

@@ -7,7 +7,13 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+__all__ = ["Settings", "SettingsError", "load_settings"]
+
 _HOME = Path.home() / ".hpscape"
+
+
+class SettingsError(ValueError):
+    """Settings that cannot work together; the message names the variables and what to set."""
 
 
 class Settings(BaseSettings):
@@ -46,12 +52,52 @@ class Settings(BaseSettings):
     )
     stale_after_s: float = Field(
         default=300.0, gt=0,
-        description="A running sweep on another host whose driver sent no heartbeat for this long is taken over.",
+        description="A running sweep on another host whose driver sent no heartbeat for this long is taken over "
+        "(more than the drivers' heartbeat interval, checked at start-up).",
+    )
+    db_pool_size: int = Field(
+        default=20, ge=1, le=500,
+        description="Requests that use the database at once (one pooled connection each); more wait their turn "
+        "without holding a thread or a connection.",
+    )
+    auth_cache_s: float = Field(
+        default=5.0, ge=0, le=300,
+        description="How long a verified token is trusted without a database read; revoking it in this process "
+        "takes effect at once, `hpscape token revoke` elsewhere within this many seconds. 0: every request reads.",
+    )
+
+    chromium: Path = Field(
+        default=Path("/usr/bin/chromium"),
+        description="The Chromium the server draws PNG/SVG/PDF exports with (`make chromium` installs it there).",
+    )
+
+    # --- sweep drivers and Ray workers: read from the environment where they run --------------------------------
+    # Listed here so that every HPSCAPE_* variable has one description (and a row in docs/configuration.md); their
+    # readers (hpscape.workers.sweep.retry, hpscape.service.queue.driver) take them from os.environ themselves.
+    db_retry_s: float = Field(
+        default=600.0, ge=0,
+        description="How long a driver or worker keeps retrying a database that is not reachable before it fails.",
+    )
+    pending_timeout_s: float | None = Field(
+        default=None, gt=0,
+        description="A controller-launched sweep whose trials wait for resources with none running for this long "
+        "fails; unset: the engine's 600 s.",
     )
 
     # --- the REST client (hpscape submit/list/status/...) -------------------------------------------------------
     url: str = Field(default="http://127.0.0.1:8000", description="Base URL of the hpscape server.")
     token: str | None = Field(default=None, description="Bearer token the CLI sends to the server.")
+
+    def check_controller(self) -> None:
+        """Refuse, at the controller's start-up, settings that would break the sweep queue."""
+        from hpscape.service.queue.driver import HEARTBEAT_S
+
+        if self.stale_after_s <= HEARTBEAT_S:
+            raise SettingsError(
+                f"HPSCAPE_STALE_AFTER_S={self.stale_after_s:g} is not more than the drivers' heartbeat interval "
+                f"({HEARTBEAT_S:g} s): every running sweep would look abandoned between two heartbeats and be "
+                f"taken over; set it well above {HEARTBEAT_S:g} (default 300)"
+            )
 
 
 def load_settings() -> Settings:

@@ -9,18 +9,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
 from hpscape.landscapes import SpecError, SweepSpec, format_validation_error, get_preset
 from hpscape.service.auth import Caller
 from hpscape.service.db.engine import begin_write
-from hpscape.service.db.models import TERMINAL_STATES, IdempotencyRow, SweepRow, utcnow
+from hpscape.service.db.models import RECORDED, TERMINAL_STATES, IdempotencyRow, SweepRow, utcnow
+from hpscape.service.settings import load_settings
 
 __all__ = [
+    "parse_spec",
     "MAX_IDEMPOTENCY_KEY",
     "CancelOutcome",
+    "check_resources",
     "InputError",
     "Problem",
     "StateConflict",
@@ -30,6 +33,7 @@ __all__ = [
     "new_sweep_id",
     "parse_submission",
     "record_name_for",
+    "refuse_recorded",
     "request_cancel",
     "submit_sweep",
 ]
@@ -38,6 +42,7 @@ MAX_IDEMPOTENCY_KEY = 255
 _ID_BYTES = 5  # 10 hex characters: short to type, and a collision is retried anyway
 # Optuna study names are "<record name>/<variant>" and landscapes caps a sweep name at 200 characters.
 _MAX_RECORD_NAME = 200
+_FROM_SETTINGS: Any = object()  # the Ray address of HPSCAPE_RAY_ADDRESS (the controller's settings)
 
 
 @dataclass(frozen=True)
@@ -87,8 +92,39 @@ def _problems_from(exc: ValidationError, prefix: tuple[str | int, ...]) -> list[
     return problems
 
 
-def parse_submission(body: Any) -> SweepSpec:
-    """A full SweepSpec, or ``{"preset": NAME, **overrides}``; raises InputError naming each bad field."""
+def parse_submission(body: Any, *, ray_address: str | None = _FROM_SETTINGS) -> SweepSpec:
+    """A full SweepSpec, or ``{"preset": NAME, **overrides}``; raises InputError naming each bad field.
+
+    A spec whose trials no node of the controller's Ray can hold is refused too (`check_resources`); `ray_address`
+    is the controller's (HPSCAPE_RAY_ADDRESS unless given; None: a local Ray on this machine).
+    """
+    spec = _parse(body)
+    check_resources(spec, ray_address=load_settings().ray_address if ray_address is _FROM_SETTINGS else ray_address)
+    return spec
+
+
+def check_resources(spec: SweepSpec, *, ray_address: str | None) -> None:
+    """InputError at ``body.resources.cpu`` / ``.gpu`` if no node can hold one trial: the machine's CPUs and GPUs
+    for a local Ray, the alive nodes of the cluster at `ray_address` otherwise (asked by a short-lived Ray driver,
+    cached; a cluster that cannot be asked refuses nothing, and /healthz says it is down)."""
+    from hpscape.workers.sweep.placement import cluster_nodes, unplaceable
+
+    cpu, gpu = spec.resources.cpu, spec.resources.gpu
+    nodes = cluster_nodes(ray_address, fits=lambda cluster: not unplaceable(cpu, gpu, cluster))
+    if nodes is None:
+        return
+    problems = unplaceable(cpu, gpu, nodes)
+    if problems:
+        raise InputError([Problem(("body", "resources", field), message, "resources_unavailable")
+                          for field, message in problems])
+
+
+def parse_spec(body: Any) -> SweepSpec:
+    """`parse_submission` without the placement check: for planning a sweep meant for another cluster."""
+    return _parse(body)
+
+
+def _parse(body: Any) -> SweepSpec:
     if not isinstance(body, dict):
         raise InputError([Problem(("body",), "expected a JSON object: a full sweep spec, or "
                                   '{"preset": "quick", ...overrides}', "type_error")])
@@ -193,18 +229,24 @@ def get_sweep(session: Session, sweep_id: str) -> SweepRow | None:
     return session.get(SweepRow, sweep_id)
 
 
+# What a listing shows of a sweep (`SweepOut`): not the spec, a few KiB of JSON per row.
+_LISTED = (SweepRow.id, SweepRow.name, SweepRow.record_name, SweepRow.status, SweepRow.owner, SweepRow.total_trials,
+           SweepRow.created_at, SweepRow.started_at, SweepRow.finished_at, SweepRow.cancel_requested_at,
+           SweepRow.error)
+
+
 def list_sweeps(
     session: Session, *, status: str | None = None, owner: str | None = None, limit: int = 50, offset: int = 0
-) -> tuple[list[SweepRow], int]:
-    """Sweeps newest first, and how many match the filters in all."""
-    query = select(SweepRow)
+) -> tuple[list[Row[Any]], int]:
+    """Sweeps newest first (rows of the listed columns, named like SweepRow's attributes), and how many match the
+    filters in all. Plain rows, not ORM objects: building those cost more than the two queries."""
+    conditions = []
     if status is not None:
-        query = query.where(SweepRow.status == status)
+        conditions.append(SweepRow.status == status)
     if owner is not None:
-        query = query.where(SweepRow.owner == owner)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    # The spec (a few KiB of JSON per row) is not part of a listing.
-    rows = session.scalars(query.options(defer(SweepRow.spec)).order_by(SweepRow.created_at.desc(), SweepRow.id)
+        conditions.append(SweepRow.owner == owner)
+    total = session.scalar(select(func.count()).select_from(SweepRow).where(*conditions)) or 0
+    rows = session.execute(select(*_LISTED).where(*conditions).order_by(SweepRow.created_at.desc(), SweepRow.id)
                            .limit(limit).offset(offset))
     return list(rows), total
 
@@ -215,8 +257,17 @@ class CancelOutcome:
     immediate: bool  # True: it was queued and is cancelled now; False: a running driver will be stopped
 
 
+def refuse_recorded(row: SweepRow) -> None:
+    """StateConflict for a sweep recorded outside the server: nothing here started it, nothing here can stop it."""
+    if row.status == RECORDED:
+        raise StateConflict(f"sweep {row.id} ({row.record_name}) ran outside the server (`hpscape run`): the server "
+                            "did not start it and cannot cancel it; stop the `hpscape run` process that records it")
+
+
 def request_cancel(session: Session, row: SweepRow, caller: Caller) -> CancelOutcome:
-    """Cancel a queued sweep at once, or ask the dispatcher to stop a running one. StateConflict if it ended."""
+    """Cancel a queued sweep at once, or ask the dispatcher to stop a running one. StateConflict if it ended or
+    was recorded outside the server."""
+    refuse_recorded(row)
     now = utcnow()
     who = caller.name or "anonymous"
     begin_write(session)

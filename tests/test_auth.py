@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
 import pytest
 from sqlalchemy import select, text
 
 from hpscape.service.auth import TokenError, authenticate, create_token, revoke_token, seed_admin_token
-from hpscape.service.db.models import TokenRow
+from hpscape.service.db.models import SweepRow, TokenRow
 
 SWEEPS = "/api/v1/sweeps"
 TINY = {"name": "tiny", "dataset": "synthetic", "model": "shake_shake_8_2x16d", "variants": ["sgd"], "epochs": 1,
@@ -142,3 +143,119 @@ def test_the_admin_token_from_settings_is_seeded_and_rotated(make_api, storage_u
         assert caller is not None and caller.is_admin and caller.name == "admin"
         with pytest.raises(TokenError, match="too short"):
             seed_admin_token(session, "short")
+
+
+# --- owners: an immutable owner id per token, not the name ------------------------------------------------------------
+def owner_id_of(api, name: str) -> str:
+    with api.state.sessions() as session:
+        return session.scalar(select(TokenRow.owner_id).where(TokenRow.name == name))
+
+
+def sweep_row(api, sweep_id: str) -> SweepRow:
+    with api.state.sessions() as session:
+        return session.get(SweepRow, sweep_id)
+
+
+def recreate(api, name: str) -> None:
+    """Revoke token `name` and give a new token the same name; api.tokens[name] becomes the new secret."""
+    with api.state.sessions() as session:
+        revoke_token(session, name)
+        api.tokens[name] = create_token(session, name)
+
+
+def test_each_token_gets_its_own_owner_id_and_sweeps_record_it(api):
+    ids = {name: owner_id_of(api, name) for name in (ADMIN, OWNER, OTHER)}
+    assert all(ids.values()) and len(set(ids.values())) == 3
+    sweep_id = alices_sweep(api)
+    row = sweep_row(api, sweep_id)
+    assert row.owner == OWNER and row.owner_id == ids[OWNER]
+    assert api.client.get(f"{SWEEPS}/{sweep_id}", headers=api.auth(OTHER)).json()["owner"] == OWNER
+
+
+def test_a_new_token_reusing_a_revoked_name_does_not_own_the_old_sweeps(api):
+    old_sweep = alices_sweep(api)
+    old_id = owner_id_of(api, OWNER)
+    recreate(api, OWNER)
+    assert owner_id_of(api, OWNER) != old_id
+    with api.state.sessions() as session:
+        new_alice = authenticate(session, api.tokens[OWNER])
+        admin = authenticate(session, api.tokens[ADMIN])
+    row = sweep_row(api, old_sweep)
+    assert row.owner == OWNER and row.owner_id == old_id  # the display name stays, the owner does not change
+    assert new_alice is not None and not new_alice.may_modify(row)
+    assert admin is not None and admin.may_modify(row)
+    # The new alice owns what it submits itself.
+    new_sweep = alices_sweep(api)
+    assert new_alice.may_modify(sweep_row(api, new_sweep))
+
+
+def test_a_new_token_reusing_a_revoked_name_cannot_cancel_the_old_sweeps_but_an_admin_can(api):
+    old_sweep = alices_sweep(api)
+    recreate(api, OWNER)
+    response = api.client.post(f"{SWEEPS}/{old_sweep}/cancel", headers=api.auth(OWNER))
+    assert response.status_code == 403, response.text
+    assert api.client.get(f"{SWEEPS}/{old_sweep}", headers=api.auth(OWNER)).json()["status"] == "queued"
+    assert api.client.post(f"{SWEEPS}/{old_sweep}/cancel", headers=api.auth(ADMIN)).status_code == 202
+    new_sweep = alices_sweep(api)
+    assert api.client.post(f"{SWEEPS}/{new_sweep}/cancel", headers=api.auth(OWNER)).status_code == 202
+
+
+def test_a_new_token_reusing_a_revoked_name_does_not_replay_the_old_idempotency_keys(api):
+    key = {"Idempotency-Key": "nightly-1"}
+    first = api.client.post(SWEEPS, json=TINY, headers={**api.auth(OWNER), **key})
+    assert first.status_code == 202
+    recreate(api, OWNER)
+    second = api.client.post(SWEEPS, json=TINY, headers={**api.auth(OWNER), **key})
+    assert second.status_code == 202 and "Idempotent-Replayed" not in second.headers
+    assert second.json()["id"] != first.json()["id"]
+
+
+def test_rotating_the_admin_token_keeps_its_owner_id(make_api, storage_url):
+    api = make_api(storage_url, admin_token="first-admin-token-0123456789")
+    before = owner_id_of(api, "admin")
+    with api.state.sessions() as session:
+        seed_admin_token(session, "second-admin-token-0123456789")
+    assert owner_id_of(api, "admin") == before
+
+
+def test_a_bare_owner_name_still_works_for_callers_not_yet_updated(api):
+    with api.state.sessions() as session:
+        alice = authenticate(session, api.tokens[OWNER])
+    assert alice is not None and alice.may_modify(OWNER) and not alice.may_modify(OTHER)
+
+
+# --- the verified-token cache -----------------------------------------------------------------------------------------
+def delete_token_behind_the_controllers_back(api, name: str) -> None:
+    """What `hpscape token revoke` in another process does: this process's cache does not hear of it."""
+    with api.state.engine.begin() as connection:
+        connection.execute(text("DELETE FROM hpscape_tokens WHERE name = :name"), {"name": name})
+
+
+def test_a_token_revoked_elsewhere_is_refused_once_the_cache_expires(make_api, storage_url):
+    api = make_api(storage_url, auth_cache_s=1.0)
+    assert api.client.get(SWEEPS, headers=api.auth(OTHER)).status_code == 200
+    delete_token_behind_the_controllers_back(api, OTHER)
+    time.sleep(1.5)
+    response = api.client.get(SWEEPS, headers=api.auth(OTHER))
+    assert response.status_code == 401 and "invalid_token" in response.headers["WWW-Authenticate"]
+
+
+def test_a_verified_token_is_remembered_for_the_ttl_and_a_revocation_here_forgets_it(make_api, storage_url):
+    api = make_api(storage_url, auth_cache_s=300.0)
+    assert api.client.get(SWEEPS, headers=api.auth(OTHER)).status_code == 200
+    delete_token_behind_the_controllers_back(api, OTHER)
+    # Within the TTL the token is trusted without a database read...
+    assert api.client.get(SWEEPS, headers=api.auth(OTHER)).status_code == 200
+    # ...and a revocation in this process forgets every remembered token at once.
+    assert api.client.get(SWEEPS, headers=api.auth(OWNER)).status_code == 200
+    with api.state.sessions() as session:
+        revoke_token(session, OWNER)
+    assert api.client.get(SWEEPS, headers=api.auth(OWNER)).status_code == 401
+    assert api.client.get(SWEEPS, headers=api.auth(OTHER)).status_code == 401
+
+
+def test_without_the_cache_a_token_deleted_elsewhere_is_refused_at_once(make_api, storage_url):
+    api = make_api(storage_url, auth_cache_s=0.0)
+    assert api.client.get(SWEEPS, headers=api.auth(OTHER)).status_code == 200
+    delete_token_behind_the_controllers_back(api, OTHER)
+    assert api.client.get(SWEEPS, headers=api.auth(OTHER)).status_code == 401

@@ -4,7 +4,8 @@ The head (1 CPU) and a second node (1 CPU, custom resource `node2`) are started 
 `docker/ray-node.sh head|worker`, each in its own session, with Ray token authentication on, as two machines would.
 The sweep's trials run on both nodes; the second node is killed (every
 process of it, SIGKILL) while it trains a trial; Ray retries that trial on the head from its checkpoint in the shared
-runs directory and the sweep completes with every cell finished exactly once.
+runs directory and the sweep completes with every cell finished exactly once. Before that, the controller refuses
+(HTTP 422) sweeps whose trials no node of this cluster can hold, having asked the cluster for its nodes.
 
 Everything listens on loopback: the nodes use 127.0.0.2 and 127.0.0.3, because Ray rewrites 127.0.0.1 and
 "localhost" into the machine's outward address.
@@ -129,11 +130,18 @@ class Cluster:
         return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+# Ray's GCS marks a node dead after this many failed health checks of this period (defaults: 5 of 3 s, and a
+# 10 s timeout each): about 5 s here, so the test waits for the loss less.
+FAST_HEALTH_CHECKS = {"RAY_health_check_initial_delay_ms": "1000", "RAY_health_check_period_ms": "1000",
+                      "RAY_health_check_timeout_ms": "1000", "RAY_health_check_failure_threshold": "5"}
+
+
 def _ray_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "HPSCAPE_"))}
     # Token authentication as a real cluster should run it: every node and every driver holds the secret.
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_USAGE_STATS_ENABLED="0",
-               PYTHONPATH=str(REPO), PATH=os.pathsep.join([str(Path(RAY).parent), env.get("PATH", "/usr/bin:/bin")]))
+               PYTHONPATH=str(REPO), PATH=os.pathsep.join([str(Path(RAY).parent), env.get("PATH", "/usr/bin:/bin")]),
+               **FAST_HEALTH_CHECKS)
     return env
 
 
@@ -281,6 +289,16 @@ def _trials(storage_url: str, record_name: str, variant: str) -> list:
 def test_sweep_survives_losing_a_node(postgres_url: str, cluster: Cluster, controller: Controller) -> None:
     started = time.monotonic()
     with controller.client() as client:
+        # Trials no node of this cluster can hold are refused at submit, naming the field: no node has a GPU, and
+        # each has one CPU (the controller asks the cluster for its nodes).
+        for resources, field, says in (({"cpu": 1, "gpu": 1}, "gpu", "it has no GPU"),
+                                       ({"cpu": 2, "gpu": 0}, "cpu", "the most any node has is 1")):
+            refused = client.post("/api/v1/sweeps", json={**SPEC, "resources": resources})
+            assert refused.status_code == 422, refused.text
+            (problem,) = refused.json()["detail"]
+            assert problem["loc"] == ["body", "resources", field] and says in problem["msg"], problem
+            assert f"the Ray cluster at {cluster.address}" in problem["msg"], problem
+
         response = client.post("/api/v1/sweeps", json=SPEC)
         assert response.status_code == 202, response.text
         sweep = response.json()
@@ -339,8 +357,14 @@ def test_sweep_survives_losing_a_node(postgres_url: str, cluster: Cluster, contr
     assert retried.user_attrs[Attr.RESUMED_FROM_EPOCH] >= epochs_at_kill >= 1, retried.user_attrs
     assert int(retried.user_attrs[Attr.WORKER].rsplit(":", 1)[1]) != pid
 
-    alive = {n["id"]: n["alive"] for n in cluster.nodes()}
-    assert alive == {head_id: True, node2_id: False}, alive
+    # Ray may still list the killed node as alive for a while after its trials moved (its health checks have to
+    # fail first): wait for the verdict, bounded.
+    def marked_dead() -> dict | None:
+        alive = {n["id"]: n["alive"] for n in cluster.nodes()}
+        return alive if alive == {head_id: True, node2_id: False} else None
+
+    wait_until("Ray to mark the killed node dead", marked_dead, 90, interval=2.0,
+               context=lambda: f"nodes: {cluster.nodes()}")
     print(f"\ntwo-node sweep: 12 trials, node2 killed at epoch {epochs_at_kill} of trial {variant}#{trial.number}, "
           f"finished {recovered_s:.0f} s later; {time.monotonic() - started:.0f} s in all; trials per node: "
           f"head {ran_on[head_id]}, node2 {ran_on[node2_id]}")

@@ -437,10 +437,12 @@ def test_difference_maps(lands) -> None:
     fig = sweep_figure(lands)
     diffs = _heatmaps(fig, "diff")
     assert [d["meta"]["pair"] for d in diffs] == [["sgd", "sgdw"], ["adam", "adamw"], ["adamw", "adamw-torch"]]
-    np.testing.assert_allclose(np.array(diffs[0]["z"], dtype=float), lands["sgdw"].mean - lands["sgd"].mean,
-                               equal_nan=True)
+    # Errors are drawn in percentage points (the colour bar says pp).
+    assert lands["sgd"].metric == "test_error" and "(pp)" in fig["layout"]["coloraxis2"]["colorbar"]["title"]["text"]
+    np.testing.assert_allclose(np.array(diffs[0]["z"], dtype=float),
+                               100 * (lands["sgdw"].mean - lands["sgd"].mean), equal_nan=True)
     np.testing.assert_allclose(np.array(diffs[2]["z"], dtype=float),
-                               lands["adamw-torch"].mean - lands["adamw"].mean, equal_nan=True)
+                               100 * (lands["adamw-torch"].mean - lands["adamw"].mean), equal_nan=True)
     assert diffs[0]["meta"]["y"] == lands["sgd"].y.values.tolist()  # the page maps clicks back by value
     assert diffs[0]["coloraxis"] == "coloraxis2" and fig["layout"]["coloraxis2"]["cmin"] < 0
     assert "<b>AdamW (torch) − AdamW (paper)</b>" in diffs[2]["hovertext"][0][1]
@@ -777,7 +779,9 @@ def test_binned_figure_shows_counts_and_labels_the_model() -> None:
     assert land.kind == "binned"
     measured = sweep_figure({"adamw": land})
     panel = _heatmaps(measured, "panel")[0]
-    assert panel["text"] == land.count.tolist() and panel["texttemplate"] == "%{text}"
+    # Each bin shows its count of trials; an empty bin stays blank.
+    assert panel["text"] == [[str(c) if c else "" for c in row] for row in land.count.tolist()]
+    assert panel["texttemplate"] == "%{text}" and (land.count == 0).any()
     assert not any("MODEL" in a["text"] for a in measured["layout"]["annotations"])
     modelled = sweep_figure({"adamw": land}, show_model=True)
     panel = _heatmaps(modelled, "panel")[0]

@@ -5,18 +5,21 @@ Needs /usr/bin/chromium (`make chromium`); never `playwright install`. Fails on 
 
 from __future__ import annotations
 
+import math
 import shutil
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from test_dashboard import ADMIN, N_LR, N_WD, SEEDED, seeded_service
+from recorded import record_sweep
+from test_dashboard import ADMIN, N_LR, N_WD, SEEDED, _settings, seeded_service
 
-from hpscape.landscapes import build_sweep_landscapes, finish_trial, open_study, running_trials
+from hpscape.landscapes import SweepSpec, build_sweep_landscapes, finish_trial, get_preset, open_study, running_trials
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -26,26 +29,32 @@ LRWD_TOTAL = 5 * N_LR * N_WD * 2
 LRWD_FINISHED = LRWD_TOTAL - 20  # 4 queued and 1 running trial per variant
 
 
+@contextmanager
+def _serving(app: Any) -> Iterator[str]:
+    """`app` on a free port of 127.0.0.1 (uvicorn in a thread); yields its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the controller did not start within 30 s")
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The controller on a free port, serving the seeded sweeps."""
-    import uvicorn
-
-    with seeded_service(tmp_path_factory.mktemp("browser")) as (app, sweeps):
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                pytest.fail("the controller did not start within 30 s")
-            time.sleep(0.05)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        try:
-            yield {"base": f"http://127.0.0.1:{port}", "sweeps": sweeps, "app": app}
-        finally:
-            server.should_exit = True
-            thread.join(timeout=15)
+    with seeded_service(tmp_path_factory.mktemp("browser")) as (app, sweeps), _serving(app) as base:
+        yield {"base": base, "sweeps": sweeps, "app": app}
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +71,12 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A page whose localStorage holds the admin token, collecting every console error."""
+@contextmanager
+def token_page(browser: Any, token: str) -> Iterator[Any]:
+    """A page whose localStorage holds `token`, failing at the end on any console error, page error or failed
+    request (also used by tests/test_views_browser.py)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    context.add_init_script(f"window.localStorage.setItem('hpscape.token', '{ADMIN}');")
+    context.add_init_script(f"window.localStorage.setItem('hpscape.token', '{token}');")
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
@@ -78,6 +88,13 @@ def page(browser: Any) -> Iterator[Any]:
     finally:
         context.close()
     assert errors == [], "the browser reported errors:\n" + "\n".join(errors)
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A page holding the admin token, collecting every console error."""
+    with token_page(browser, ADMIN) as opened:
+        yield opened
 
 
 def _open_sweep(live: dict[str, Any], page: Any, key: str, query: str = "") -> None:
@@ -380,3 +397,122 @@ def test_private_server_asks_for_a_token(live: dict[str, Any], browser: Any, pat
         context.close()
     # The only errors are the browser's own notes on the refused (401) requests.
     assert errors and all("401" in e for e in errors), errors
+
+
+# ---------------------------------------------------------------------------------------------
+# The mechanism: a sweep recorded with the trainer's telemetry (tests/recorded.py, from formulas)
+
+MECH_EPOCHS = 8
+
+
+def _telemetry_metrics(variant: str, facet: Any, params: dict[str, Any], seed: int, epoch: int) -> dict[str, float]:
+    """A metric that depends on the final predicted angle alone (so the pair collapses), and telemetry as the
+    trainer records it: the prediction follows a cosine schedule, the measured angle approaches it from above."""
+    lr, decay = params["lr"], params["weight_decay"]
+
+    def angle(e: int) -> float:
+        eta = 0.5 * (1 + math.cos(math.pi * (e - 0.5) / MECH_EPOCHS))  # the epoch's mean schedule multiplier
+        product = lr * decay if variant == "sgd" else decay * 0.1  # docs/science.md, "the effective step"; mu = 0.9
+        return math.sqrt(2 * eta * product / 1.9)
+
+    rng = np.random.default_rng([seed, epoch, int(1e9 * lr), int(1e9 * decay)])
+    final = 0.25 + 0.06 * math.log(angle(MECH_EPOCHS) / 0.004) ** 2 + 0.015 * rng.standard_normal()
+    loss = final + 1.2 * math.exp(-epoch / 2)
+    theory = angle(epoch)
+    return {"test_loss": loss, "test_error": min(0.9, loss / 4), "train_loss": 0.7 * loss,
+            "train_error": min(0.9, loss / 5), "angular_update_theory": theory,
+            "angular_update": theory * (1 + 1.5 * math.exp(-epoch / 1.5)) * (1 + 0.03 * rng.standard_normal()),
+            "weight_norm": 8.0 * (1 + 0.5 * (1 - math.exp(-epoch / 3))) * (1 + 0.05 * seed), "grad_norm": 0.4,
+            "decay_share": 0.05}
+
+
+@pytest.fixture(scope="module")
+def mech_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A controller of its own holding one finished sgd | sgdw sweep with telemetry, on a free port."""
+    from hpscape.service.api.app import create_app
+    from hpscape.service.db.models import utcnow
+    from hpscape.service.sweeps import submit_sweep
+
+    path = tmp_path_factory.mktemp("browser_mechanism") / "hpscape.db"
+    body = get_preset("quick").model_dump(mode="json", exclude_none=True)
+    body.update(name="mech", epochs=MECH_EPOCHS, seeds=[0, 1], variants=["sgd", "sgdw"],
+                grid={"lr": [2.0**k for k in (-5, -3, -1)], "weight_decay": [2.0**k for k in (-10, -8, -6, -4)]})
+    spec = SweepSpec.model_validate(body)
+    app = create_app(_settings(path, False), dispatch=False)
+    state = app.state.hpscape
+    state.ensure_ready()
+    try:
+        with state.sessions() as session:
+            row, _ = submit_sweep(session, spec, owner="alice")
+            row.status, row.started_at, row.finished_at = "succeeded", utcnow(), utcnow()
+            session.commit()
+            sweep_id, record = row.id, row.record_name
+        record_sweep(f"sqlite:///{path}", spec.model_copy(update={"name": record}), _telemetry_metrics)
+        with _serving(app) as base:
+            yield {"base": base, "id": sweep_id, "record": record}
+    finally:
+        state.close()
+
+
+def test_the_mechanism_page_draws_both_variants_against_the_angle(mech_live: dict[str, Any], page: Any) -> None:
+    page.goto(f"{mech_live['base']}/sweeps/{mech_live['id']}/mechanism")
+    page.wait_for_function("window.hpscape && window.hpscape.renders >= 1", timeout=30_000)
+    roles = page.evaluate("document.getElementById('figure').data.map(t => t.meta.role)")
+    assert roles.count("cells") == 2 and roles.count("joint") == 1 and roles.count("separate") == 2
+    points = page.evaluate("document.getElementById('figure').data.filter(t => t.meta.role === 'cells')"
+                           ".map(t => t.x.length)")
+    assert points == [12, 12]
+    assert page.evaluate("document.getElementById('figure')._fullLayout.xaxis.type") == "log"
+    row = page.locator("#table tbody tr").first.locator("td").all_inner_texts()
+    assert row[0] == "SGD (L2) vs SGDW" and row[1] == "theory" and row[3].startswith(("0.9", "1.00")), row
+    assert "collapse score = R²" in page.locator("#definition").inner_text()
+    # The angle: the prediction by default, what the trainer measured on request.
+    page.select_option("#angle", "measured")
+    page.wait_for_function("window.hpscape.state.payload.angle === 'measured'", timeout=15_000)
+    assert page.locator("#table tbody tr").first.locator("td").nth(1).inner_text() == "measured"
+    page.select_option("#angle", "theory")
+    page.wait_for_function("window.hpscape.state.payload.angle === 'theory'", timeout=15_000)
+    shot = ROOT / "docs" / "mechanism-view.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 50_000
+
+
+def test_the_cell_panel_shows_metrics_weight_norm_and_angles_per_seed(mech_live: dict[str, Any], live: dict[str, Any],
+                                                                      page: Any, tmp_path: Path) -> None:
+    page.goto(f"{mech_live['base']}/sweeps/{mech_live['id']}")
+    page.wait_for_function("window.hpscape && window.hpscape.firstRenderMs !== null", timeout=30_000)
+    page.mouse.click(*_cell_point(page, 1, 1, 2))  # SGD at lr 2^-3, lambda' 2^-6
+    page.wait_for_function("document.getElementById('cell-multiples') && "
+                           "document.getElementById('cell-multiples').data", timeout=15_000)
+    traces = page.evaluate("document.getElementById('cell-multiples').data.map(t => t.meta)")
+    # Two seeds: four metrics and the weight norm once per seed, the angle measured and predicted per seed.
+    fields = [t["field"] for t in traces]
+    for field in ("test_error", "train_error", "test_loss", "train_loss", "weight_norm", "angular_update",
+                  "angular_update_theory"):
+        assert fields.count(field) == 2, (field, fields)
+    assert {t["role"] for t in traces if t["field"] == "angular_update_theory"} == {"theory"}
+    assert "One line per seed" in page.locator("#cell-panel-note").inner_text()
+    assert "Inside the cell: SGD (L2) at learning rate α 0.125" in page.locator("#cell-panel-title").inner_text()
+    panel = page.locator("#cell-panel")
+    panel.scroll_into_view_if_needed()
+    shot = ROOT / "docs" / "cell-panel.png"
+    panel.screenshot(path=str(shot))
+    assert shot.stat().st_size > 30_000
+
+    # A record trained before the telemetry: the panel says so, and its empty panels too.
+    _open_sweep(live, page, "lrwd")
+    page.mouse.click(*_cell_point(page, 1, 2, 5))
+    page.wait_for_function("document.getElementById('cell-panel-note') && document.getElementById("
+                           "'cell-panel-note').innerText.includes('no telemetry')", timeout=15_000)
+    assert page.locator("#cell-panel-note").inner_text().startswith("This record has no telemetry")
+    notes = page.evaluate("document.getElementById('cell-multiples').layout.annotations"
+                          ".filter(a => a.text === 'this record has no telemetry').map(a => a.xref)")
+    assert notes == ["x3 domain", "x6 domain"], notes  # on the weight-norm and angle panels
+    # ... which are drawn, empty, in their own place (an axis without a trace would not be).
+    drawn = page.evaluate("(() => { const l = document.getElementById('cell-multiples')._fullLayout;"
+                          " return [l.xaxis3 && l.xaxis3.domain, l.xaxis6 && l.xaxis6.domain]; })()")
+    assert drawn == [[0.72, 1.0], [0.72, 1.0]], drawn
+    fields = page.evaluate("document.getElementById('cell-multiples').data.filter(t => t.meta.role !== 'empty')"
+                           ".map(t => t.meta.field)")
+    assert "weight_norm" not in fields and fields.count("test_error") == 2
+    page.locator("#cell-panel").screenshot(path=str(tmp_path / "cell-panel-no-telemetry.png"))

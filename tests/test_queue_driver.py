@@ -25,10 +25,11 @@ TINY = {"name": "drv", "dataset": "synthetic", "model": "shake_shake_8_2x16d", "
 
 # Runs the real driver with workers.sweep.run_sweep replaced; argv: MODE MARKER_FILE then the driver's arguments.
 _HARNESS = textwrap.dedent("""
-    import subprocess, sys, time, types
+    import subprocess, sys, time
     from dataclasses import dataclass
 
-    # A stand-in for workers.sweep (whose import pulls in Ray), installed before the driver imports it.
+    # A stand-in for workers.sweep.run_sweep: the package is light (its engine, and Ray, load on first use of a
+    # name), so the stand-in goes in before the driver asks for run_sweep, and Ray is never imported.
     @dataclass
     class SweepOutcome:
         name: str
@@ -36,7 +37,7 @@ _HARNESS = textwrap.dedent("""
         wall_s: float
         dispatched: int
 
-    sys.modules["hpscape.workers.sweep"] = workers_sweep = types.ModuleType("hpscape.workers.sweep")
+    import hpscape.workers.sweep as workers_sweep
     from hpscape.service.queue import driver
 
     mode, marker = sys.argv[1], sys.argv[2]
@@ -57,7 +58,9 @@ _HARNESS = textwrap.dedent("""
         time.sleep(120)
 
     workers_sweep.run_sweep = fake_run_sweep
-    sys.exit(driver.main(sys.argv[3:]))
+    code = driver.main(sys.argv[3:])
+    assert "ray" not in sys.modules, "the stand-in driver imported Ray"
+    sys.exit(code)
 """)
 
 

@@ -14,7 +14,7 @@ from hpscape.landscapes.axes import axis_applies
 REPO = Path(__file__).resolve().parents[1]
 PRODUCT = ("landscapes", "workers", "dashboards", "service", "hpscape", "bench", "scripts")
 # Where variant names may be written: the registry itself, and the presets, which choose their variants by name.
-NAMED_HERE = {"landscapes/variants.py", "landscapes/presets.py"}
+NAMED_HERE = {"landscapes/variants.py", "landscapes/presets/digits.py", "landscapes/presets/paper.py"}
 
 
 def _string_constants(path: Path) -> list[tuple[int, str]]:
@@ -88,6 +88,16 @@ def test_the_worker_registries_build_exactly_the_vocabulary() -> None:
     assert list_models() == model_names(), "the spec accepts exactly the model names a worker builds"
     assert set(LOADERS) == set(DATASETS)
     assert set(FAMILY_OPTIMIZERS) == set(FAMILIES)
+
+
+def test_dataset_sizes_are_what_the_loaders_load() -> None:
+    from hpscape.landscapes import DATASET_SIZES
+    from hpscape.workers.data import IMAGENET32_COUNTS, load_dataset
+
+    for name in ("digits", "synthetic"):  # the bundled ones load here; the others are checked against their counts
+        ds = load_dataset(name)
+        assert (ds.train_size, ds.test_size) == DATASET_SIZES[name], name
+    assert DATASET_SIZES["imagenet32"] == IMAGENET32_COUNTS  # what the loader insists on
 
 
 @pytest.mark.parametrize("name", ["shake_shake_38_2x8d", "shake_shake_26_2x48d", "shake_shake_26_3x64d"])

@@ -73,3 +73,31 @@ def test_migrations_are_found_from_any_directory_and_are_packaged(tmp_path):
     assert {"hpscape.service.db.migrations", "hpscape.service.db.migrations.versions"} <= set(packages)
     assert "db/migrations/*.mako" in config["tool"]["setuptools"]["package-data"]["hpscape.service"]
     assert (REPO / "service/db/migrations/env.py").is_file()
+
+
+def test_the_owner_id_migration_keeps_old_sweeps_with_the_token_that_submitted_them(storage_url):
+    engine = make_engine(storage_url)
+    upgrade(engine, "0001")
+    at = {day: f"2026-11-{day:02d} 12:00:00" for day in range(1, 10)}
+    with engine.begin() as connection:
+        # bob: a token since day 1. alice: revoked (deleted) after day 3; a new "alice" created on day 5.
+        for name, created in (("bob", at[1]), ("alice", at[5])):
+            connection.execute(text("INSERT INTO hpscape_tokens (name, token_sha256, is_admin, created_at) "
+                                    "VALUES (:n, :h, false, :c)"), {"n": name, "h": name * 8, "c": created})
+        for sweep_id, owner, created in (("b1", "bob", at[2]), ("a-old", "alice", at[3]), ("a-new", "alice", at[6]),
+                                         ("g1", "gone", at[4]), ("g2", "gone", at[7])):
+            connection.execute(text(
+                "INSERT INTO hpscape_sweeps (id, name, record_name, spec, total_trials, status, owner, created_at, "
+                "launches) VALUES (:i, 'n', :i, '{}', 1, 'queued', :o, :c, 0)"),
+                {"i": sweep_id, "o": owner, "c": created})
+    assert upgrade(engine) == head_revision()
+    with engine.connect() as connection:
+        tokens = dict(connection.execute(text("SELECT name, owner_id FROM hpscape_tokens")).all())
+        owners = dict(connection.execute(text("SELECT id, owner_id FROM hpscape_sweeps")).all())
+    assert all(len(v) == 16 for v in tokens.values()) and len(set(tokens.values())) == 2
+    assert owners["b1"] == tokens["bob"] and owners["a-new"] == tokens["alice"]
+    # Submitted before the new alice existed: the old alice's, which no live token holds.
+    assert owners["a-old"] not in (None, *tokens.values())
+    # An owner without any token: one id for all its sweeps, held by no token.
+    assert owners["g1"] == owners["g2"] and owners["g1"] not in (None, owners["a-old"], *tokens.values())
+    engine.dispose()

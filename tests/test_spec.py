@@ -59,7 +59,8 @@ def _errors(data: dict[str, Any]) -> str:
 
 
 def test_presets_validate_and_fig2_is_protocol_section_3() -> None:
-    assert set(PRESETS) == {"fig2", "quick", "quick-adam", "quick-families", "adam-betas"}
+    assert set(PRESETS) == {"fig2", "fig1", "fig3", "fig4", "budget", "cifar-overnight", "quick", "quick-adam",
+                            "quick-families", "adam-betas", "quick-fig1", "quick-fig3", "quick-fig4", "quick-budget"}
     fig2 = get_preset("fig2")
     assert fig2.total_trials() == 484
     assert (fig2.dataset, fig2.model, fig2.epochs, fig2.batch_size) == (
@@ -137,8 +138,8 @@ def test_get_preset_overrides_are_validated_and_unknown_names_listed() -> None:
     with pytest.raises(ValidationError) as info:
         get_preset("fig2", epochs=0)
     assert format_validation_error(info.value).startswith("epochs:")
-    with pytest.raises(SpecError, match="adam-betas, fig2, quick, quick-adam, quick-families"):
-        get_preset("fig3")
+    with pytest.raises(SpecError, match="unknown preset 'fig5'.*adam-betas, budget, cifar-overnight, fig1, fig2"):
+        get_preset("fig5")
     # The shared preset object is untouched by overrides.
     assert PRESETS["fig2"].epochs == 100
 
@@ -243,7 +244,7 @@ def test_model_names() -> None:
         ({"model": "resnet18"}, "model: unknown model 'resnet18'"),
         ({"model": "shake_shake_12_2x64d"}, "model: unknown model 'shake_shake_12_2x64d'"),
         ({"model": "shake_shake_38_2x8d"}, "model: unknown model 'shake_shake_38_2x8d'"),
-        ({"dataset": "mnist"}, "dataset: Input should be 'cifar10', 'digits' or 'synthetic', got 'mnist'"),
+        ({"dataset": "mnist"}, "dataset: Input should be 'cifar10', 'digits', 'imagenet32' or 'synthetic', got 'mnist'"),
         ({"optimizer": "sgd"}, "optimizer: unknown field; allowed: name, dataset"),
         ({"name": "a/b"}, "name: 'a/b' is not allowed"),
         ({"name": "-lead"}, "name: '-lead' is not allowed"),

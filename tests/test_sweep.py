@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -169,10 +170,20 @@ def test_killed_driver_resumes_without_duplicates(storage_url, tmp_path):
                              text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert_each_cell_finished_once(storage_url, spec)
-    # The run ends with how coupled each landscape is and where the figure was written.
-    assert "ridge slope" in resumed.stdout and "separability" in resumed.stdout, resumed.stdout
-    for variant in spec.variants:
-        assert any(line.lstrip("│ ").startswith(variant) for line in resumed.stdout.splitlines()), resumed.stdout
+    # The run ends with how coupled each landscape is, as the record says (one seed: the verdict may well be
+    # "inconclusive", and then the table says why), and where the figure was written.
+    from hpscape.landscapes import build_sweep_landscapes, coupling_metrics
+
+    expected = {v: coupling_metrics(land) for v, land in
+                build_sweep_landscapes(storage_url, spec.name, metric=spec.metric, spec=spec).items()}
+    verdicts = {cells[0]: cells[2] for cells in _table_rows(resumed.stdout)
+                if len(cells) == 7 and cells[2] in ("coupled", "separable", "inconclusive")}
+    assert verdicts == {v: m.verdict for v, m in expected.items()} and set(verdicts) == set(spec.variants), (
+        verdicts, resumed.stdout)
+    for variant, metrics in expected.items():
+        if metrics.verdict == "inconclusive":
+            assert re.search(rf"^\s*{variant}: (no interval|the interval is too wide)", resumed.stdout, re.M), (
+                f"the table says why {variant} is inconclusive", resumed.stdout)
     dashboard = tmp_path / "runs" / "killdriver-landscape.html"
     assert f"dashboard: {dashboard}" in resumed.stdout, resumed.stdout
     html = dashboard.read_text(encoding="utf-8")
@@ -237,6 +248,12 @@ def _count(storage_url, spec, state) -> int:
     return total
 
 
+def _table_rows(text: str) -> list[list[str]]:
+    """The cells of each row line of the rich tables in `text` (a row's wrapped continuation lines included)."""
+    return [[cell.strip() for cell in line.split("│")[1:-1]] for line in text.splitlines()
+            if line.startswith("│") and line.rstrip().endswith("│")]
+
+
 def _kill_leftover_ray(session_id: int) -> None:
     """Ray processes the killed driver started in its session; a real crash takes them down with the machine."""
     out = subprocess.run(["ps", "-eo", "pid=,sid="], capture_output=True, text=True).stdout
@@ -259,3 +276,127 @@ def test_reusing_a_sweep_name_for_another_spec_is_refused(tmp_path):
         prepare_sweep(tiny_spec("samename", variants=["sgd"], epochs=7), storage_url)
     studies = prepare_sweep(tiny_spec("samename", variants=["sgd"]), storage_url)
     assert len(studies["sgd"].get_trials(deepcopy=False)) == 9, "the refused spec enqueued nothing"
+
+
+# --- checkpoints belong to one record ---------------------------------------------------------------------------------
+def test_a_fresh_record_never_resumes_another_records_checkpoints(tmp_path, local_ray):
+    from hpscape.workers.sweep import RECORD_ID_ATTR
+    from hpscape.workers.sweep.trainable import checkpoint_dir_for
+
+    spec = tiny_spec("again", variants=["sgd"], epochs=2, grid={"lr": [0.01, 0.1], "weight_decay": [0.0]})
+    runs = tmp_path / "runs"
+    first, second = f"sqlite:///{tmp_path / 'first.db'}", f"sqlite:///{tmp_path / 'second.db'}"
+    run_sweep(spec, storage_url=first, runs_dir=runs)
+    # The user deleted the database to start over, and kept the runs folder (its finished checkpoints).
+    outcome = run_sweep(spec, storage_url=second, runs_dir=runs)
+    assert outcome.summary["sgd"]["counts"]["COMPLETE"] == 2, outcome.summary
+    assert_each_cell_finished_once(first, spec)
+    assert_each_cell_finished_once(second, spec)
+    ids = []
+    for url in (first, second):
+        study = open_study(_storage(url), spec.name, "sgd", create=False)
+        ids.append(study.user_attrs[RECORD_ID_ATTR])
+        for t in study.get_trials(deepcopy=False):
+            assert t.user_attrs[Attr.RESUMED_FROM_EPOCH] == 0, "trained from scratch, not from the other record"
+            assert sorted(t.intermediate_values) == [1, 2]
+            assert (checkpoint_dir_for(runs, spec.name, "sgd", t.number, ids[-1]) / "checkpoint.pt").exists()
+    assert ids[0] != ids[1] and all(ids), ids
+    assert sorted(p.name for p in (runs / spec.name / "checkpoints").iterdir()) == sorted(ids)
+
+
+def test_a_record_from_before_identities_keeps_its_checkpoint_paths(tmp_path):
+    from hpscape.workers.sweep import RECORD_ID_ATTR, record_id
+    from hpscape.workers.sweep.trainable import checkpoint_dir_for
+
+    storage_url = f"sqlite:///{tmp_path / 'old.db'}"
+    spec = tiny_spec("old", variants=["sgd", "sgdw"])
+    studies = prepare_sweep(spec, storage_url)
+    assert record_id(studies).startswith("rec-")
+    assert {s.user_attrs[RECORD_ID_ATTR] for s in studies.values()} == {record_id(studies)}, "one id per record"
+    assert record_id(prepare_sweep(spec, storage_url)) == record_id(studies), "stable across runs"
+    for study in studies.values():  # as hpscape 0.2 left it: a spec recorded, no identity
+        study.set_user_attr(RECORD_ID_ATTR, None)
+    assert record_id(prepare_sweep(spec, storage_url)) is None, "its running trials resume where they checkpointed"
+    assert checkpoint_dir_for("runs", "old", "sgd", 3, None) == Path("runs/old/checkpoints/sgd/trial-00003")
+
+
+# --- resources --------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("resources,field,message", [
+    ({"cpu": 3, "gpu": 0}, "cpu", r"each trial asks for 3 CPU\(s\), but no node of the running Ray has that many "
+                                  r"\(the most any node has is 2\)"),
+    ({"cpu": 1, "gpu": 1}, "gpu", r"each trial asks for 1 GPU\(s\), but no node of the running Ray has that many "
+                                  r"\(it has no GPU\)"),
+])
+def test_trials_no_node_can_hold_are_refused_before_anything_is_recorded(tmp_path, local_ray, resources, field,
+                                                                         message):
+    from hpscape.workers.sweep import UnplaceableTrials
+
+    if field == "gpu" and local_ray.cluster_resources().get("GPU"):
+        pytest.fail("this test needs a Ray without GPUs; the module's local Ray found some")
+    db = tmp_path / "refused.db"
+    spec = tiny_spec("toobig", variants=["sgd"], resources=resources)
+    with pytest.raises(UnplaceableTrials, match=rf"sweep 'toobig' cannot run: resources\.{field}: {message}"):
+        run_sweep(spec, storage_url=f"sqlite:///{db}", runs_dir=tmp_path / "runs")
+    assert not db.exists(), "refused before the record was created: the user may fix the spec and rerun the name"
+
+
+def test_a_sweep_that_cannot_start_any_trial_fails_naming_the_resource(tmp_path, local_ray):
+    import time
+
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    from hpscape.workers.sweep import TrialsStalled
+
+    storage_url = f"sqlite:///{tmp_path / 'stalled.db'}"
+    spec = tiny_spec("stalled", variants=["sgd"], grid={"lr": [0.1, 0.01], "weight_decay": [0.0]})
+    hog = placement_group([{"CPU": 2}])  # another job holds every CPU of the cluster
+    local_ray.get(hog.ready(), timeout=60)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TrialsStalled, match=r"^resources\.cpu: no trial of sweep 'stalled' could start for \d+ s "
+                                                r"\(pending_timeout_s 3\): each trial needs 1 CPU\(s\) on one node "
+                                                r"and they are held by other work; the local Ray has 2 CPU.*; "
+                                                r"waiting: stalled/sgd #\d, stalled/sgd #\d$"):
+            run_sweep(spec, storage_url=storage_url, runs_dir=tmp_path / "runs", pending_timeout_s=3)
+        waited = time.monotonic() - started
+    finally:
+        remove_placement_group(hog)
+    assert 3 <= waited < 60, waited
+    trials = trials_of(storage_url, spec.name, "sgd")
+    assert not [t.number for t in trials if t.state == TrialState.RUNNING], "nothing is left RUNNING"
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed and all(t.user_attrs[Attr.ERROR].startswith("resources.cpu: no trial") for t in failed)
+    assert {t.state for t in trials} <= {TrialState.FAIL, TrialState.WAITING}, "the rest were never claimed"
+
+
+# --- progress in a log file -------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_run_into_a_file_prints_progress_lines_while_it_runs(tmp_path):
+    spec = tiny_spec("logged", variants=["sgdw"], epochs=2, max_concurrent_trials=1,
+                     grid={"lr": [0.01, 0.03, 0.1], "weight_decay": [0.0, 1e-3]})
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(spec.model_dump(mode="json")))
+    log = tmp_path / "log.txt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "HPSCAPE_"))}
+    with log.open("w") as out:  # a file, not a terminal: what `hpscape run ... > log` gives
+        done = subprocess.run([sys.executable, "-m", "hpscape.service.cli", "run", str(spec_file), "--storage",
+                               f"sqlite:///{tmp_path / 'r.db'}", "--runs-dir", str(tmp_path / "runs"),
+                               "--log-every", "0.5"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                              timeout=400)
+    text = log.read_text()
+    assert done.returncode == 0, text
+    line = re.compile(r"^logged: (\d)/6 trials finished \((\d) failed, (\d) running\), ([\d,]+) s(, ETA ([\d,]+) s)?"
+                      r"(; best test_error \d+\.\d\d % \(sgdw\))?$")
+    progress = [m for m in map(line.match, text.splitlines()) if m]
+    assert progress, text
+    final = progress[-1]
+    assert final.group(1, 2, 3) == ("6", "0", "0") and final.group(5) is None, text
+    during = progress[:-1]
+    # Lines while trials ran, not only the last one: some trial running, some finished with more to go (an ETA).
+    assert len(during) >= 3, text
+    assert any(int(m.group(3)) >= 1 for m in during), text
+    assert any(m.group(5) is not None and 0 < int(m.group(1)) < 6 for m in during), text
+    elapsed = [int(m.group(4).replace(",", "")) for m in progress]
+    assert elapsed == sorted(elapsed), f"elapsed time goes forward: {elapsed}"
+    assert text.index(during[0].group(0)) < text.index("logged: 6/6 trials"), "printed before the end"
+    assert "\x1b[" not in text, "no terminal escapes in a file"

@@ -1,7 +1,9 @@
 """Train and evaluate one (variant, learning rate, weight decay) cell, top to bottom in one place.
 
 `train_trial` is the only entry point: the CLI's `hpscape train`, the Ray Tune trainable and the benchmarks all call it.
-It checkpoints after every epoch (atomically) and resumes from the checkpoint it finds, bit-identically on CPU.
+It checkpoints after every epoch (atomically) and resumes from the checkpoint it finds, bit-identically on CPU. Each
+epoch also records what the scale-invariant weights did (their norms, the angle they turn per step against its
+equilibrium, the gradient's norm and the decay's share of the step: `hpscape.workers.telemetry`).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hpscape.landscapes.record import DIVERGED_LOSS, DIVERGED_VALUE
 from hpscape.landscapes.variants import DEFAULT_VARIANT, get_variant
-from hpscape.workers.data import DeviceDataset, load_dataset, steps_per_epoch, test_batches, train_batches
+from hpscape.workers.data import DeviceDataset, load_dataset, normalized, steps_per_epoch, test_batches, train_batches
 from hpscape.workers.models import create_model
 from hpscape.workers.optim import build_optimizer, build_scheduler
 from hpscape.workers.optim.decay import scheduled_weight_decay
 from hpscape.workers.optim.schedules import restart_period_epochs
+from hpscape.workers.telemetry import Telemetry, histogram_epochs
 
 CHECKPOINT_FILE = "checkpoint.pt"
 _EVAL_BATCH = 1000  # evaluation has no gradients, so big batches are cheap and cut Python overhead
@@ -38,7 +41,7 @@ class TrialConfig(BaseModel):
     # What is trained on what.
     dataset: str = "digits"
     model: str = "shake_shake_8_2x16d"
-    label_noise: float = Field(default=0.0, ge=0.0, lt=1.0)  # fraction of training labels randomized (PROTOCOL §5)
+    label_noise: float = Field(default=0.0, ge=0.0, lt=1.0)  # fraction of training labels randomized (docs/science.md)
     train_limit: int | None = Field(default=None, ge=1)  # keep only the first N training images (tests, benchmarks)
     # The landscape cell.
     variant: str = DEFAULT_VARIANT  # a name of hpscape.landscapes.variants.VARIANTS
@@ -47,7 +50,7 @@ class TrialConfig(BaseModel):
     # weight_decay is lambda_norm: lambda = lambda_norm * sqrt(b / (B * T)), for the decoupled variants only (an L2 or
     # torch-AdamW factor stays raw); T is `epochs`, or the current restart period T_i under warm_restarts.
     normalized_decay: bool = False
-    # The schedule (PROTOCOL §3: batch 128, cosine per iteration, momentum 0.9).
+    # The schedule (docs/science.md, "Figure 2": batch 128, cosine per iteration, momentum 0.9).
     epochs: int = Field(default=10, ge=1)
     batch_size: int = Field(default=128, ge=1)
     schedule: str = "cosine"
@@ -58,7 +61,8 @@ class TrialConfig(BaseModel):
     step_gamma: float = Field(default=0.1, gt=0.0, le=1.0, allow_inf_nan=False)
     restart_period: int = Field(default=10, ge=1)  # warm_restarts: T_0, the first period, in epochs
     restart_mult: int = Field(default=2, ge=1)  # warm_restarts: T_mult, each period this many times the one before
-    # The optimizer's own hyperparameters (PROTOCOL section 2); each family reads its own and ignores the others.
+    # The optimizer's own hyperparameters (docs/science.md, "The update rules"); each family reads its own and
+    # ignores the others.
     momentum: float = Field(default=0.9, ge=0.0, lt=1.0)  # SGD family: heavy ball, dampening 0, no Nesterov
     beta1: float = Field(default=0.9, ge=0.0, lt=1.0)  # Adam / AMSGrad first moment
     beta2: float = Field(default=0.999, ge=0.0, lt=1.0)  # Adam / AMSGrad second moment
@@ -71,6 +75,8 @@ class TrialConfig(BaseModel):
     channels_last: bool = False  # NHWC memory layout, faster convolutions on tensor cores
     compile: bool = False  # torch.compile the model (minutes of warm-up; pays off over long runs on GPU)
     data_dir: str | None = None  # where cifar-10-python.tar.gz lives (HPSCAPE_DATA_DIR at the edges)
+    # Measure the weights' norms and effective step each epoch (hpscape.workers.telemetry); off only to time its cost.
+    telemetry: bool = True
 
     @field_validator("step_milestones")
     @classmethod
@@ -100,6 +106,15 @@ class EpochMetrics:
     images_per_s: float
     lr_t: float = math.nan  # the learning rate of the epoch's last step (alpha * eta_t); NaN in 0.1 checkpoints
     diverged: bool = False
+    # Telemetry (hpscape.workers.telemetry defines each): None where not measured (telemetry off, a checkpoint
+    # written before it existed, a value that was not finite, or no closed form for angular_update_theory).
+    weight_norm: float | None = None  # |all scale-invariant weights| after the epoch's last step
+    weight_norm_stages: list[float | None] | None = None  # the same per stage, stem first
+    weight_norm_last: float | None = None  # |the last layer's weight|
+    angular_update: float | None = None  # mean angle (radians) per step of the scale-invariant weights
+    angular_update_theory: float | None = None  # mean over the steps of the equilibrium at each step's eta_t
+    grad_norm: float | None = None  # mean over the steps of |loss gradient|, all parameters
+    decay_share: float | None = None  # mean over the steps of |decay step| / |gradient step|
 
 
 @dataclass
@@ -121,6 +136,7 @@ class TrialResult:
 EpochCallback = Callable[[EpochMetrics], None]
 StepCallback = Callable[[int, int], None]  # (step within epoch, steps per epoch)
 ResumeCallback = Callable[[list[EpochMetrics]], None]
+WeightsCallback = Callable[[int, dict[str, Any]], None]  # (epoch, Telemetry.weight_samples())
 
 
 def resolve_device(name: str) -> torch.device:
@@ -138,6 +154,7 @@ def train_trial(
     on_epoch: EpochCallback | None = None,
     on_step: StepCallback | None = None,
     on_resume: ResumeCallback | None = None,
+    on_weights: WeightsCallback | None = None,
     checkpoint_dir: str | Path | None = None,
     dataset: DeviceDataset | None = None,
 ) -> TrialResult:
@@ -145,7 +162,9 @@ def train_trial(
 
     `on_epoch` is called after each epoch's checkpoint is on disk, so a crash inside it loses nothing; after a resume,
     `on_resume` receives the epochs restored from the checkpoint (a crash may have cut off their `on_epoch`).
-    `dataset` lets a caller reuse tensors already on the device; it must be what `config` would load.
+    `dataset` lets a caller reuse tensors already on the device; it must be what `config` would load. With telemetry
+    on, `on_weights` gets samples of the weights (for histograms) at the epochs `histogram_epochs` picks, just before
+    that epoch's `on_epoch`.
     """
     started = time.perf_counter()
     device = resolve_device(config.device)
@@ -177,6 +196,11 @@ def train_trial(
         t_mult=config.restart_mult,
     )
     data_rng = torch.Generator(device=device).manual_seed(config.seed)  # shuffling and augmentation
+    telemetry = (
+        Telemetry(model, normalized(data, data.train_x[:2]), variant=config.variant, lr=config.lr,
+                  momentum=config.momentum, beta1=config.beta1)
+        if config.telemetry else None
+    )
 
     history: list[EpochMetrics] = []
     start_epoch = 0
@@ -199,6 +223,8 @@ def train_trial(
         # Sums stay on the device: one host sync per epoch instead of one per step.
         loss_sum = torch.zeros((), device=device)
         wrong_sum = torch.zeros((), device=device, dtype=torch.long)
+        if telemetry is not None:
+            telemetry.start_epoch()
         for step, (images, labels) in enumerate(train_batches(data, config.batch_size, data_rng), start=1):
             if decay_varies:  # normalized decay under warm restarts: lambda follows the current period T_i
                 _set_weight_decay(optimizer, decay_at((epoch - 1) * steps + step - 1))
@@ -209,7 +235,11 @@ def train_trial(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             last_lr = optimizer.param_groups[0]["lr"]
+            if telemetry is not None:
+                telemetry.after_backward()
             optimizer.step()
+            if telemetry is not None:
+                telemetry.after_step(last_lr, optimizer.param_groups[0]["weight_decay"])
             scheduler.step()
             loss_sum += loss.detach() * labels.numel()
             wrong_sum += (logits.detach().argmax(1) != labels).sum()
@@ -217,6 +247,7 @@ def train_trial(
                 on_step(step, steps)
         train_loss = loss_sum.item() / data.train_size
         train_error = wrong_sum.item() / data.train_size
+        measured = asdict(telemetry.finish_epoch()) if telemetry is not None else {}
         train_seconds = time.perf_counter() - epoch_started
 
         if math.isfinite(train_loss):
@@ -236,10 +267,13 @@ def train_trial(
             epoch_seconds=time.perf_counter() - epoch_started,
             images_per_s=data.train_size / train_seconds,
             diverged=diverged,
+            **measured,
         )
         history.append(metrics)
         if checkpoint_path is not None:
             _save_checkpoint(checkpoint_path, config, epoch, history, model, optimizer, scheduler, data_rng)
+        if on_weights is not None and telemetry is not None and epoch in histogram_epochs(config.epochs):
+            on_weights(epoch, telemetry.weight_samples())
         if on_epoch is not None:
             on_epoch(metrics)
         if diverged:
@@ -370,5 +404,6 @@ def _load_checkpoint(path, config, model, optimizer, scheduler, data_rng) -> tup
     return payload["epoch"], history
 
 
-# A checkpoint may be resumed on another device or with other speed settings; the trial itself is the same.
-_SPEED_ONLY_FIELDS = frozenset({"device", "precision", "channels_last", "compile", "data_dir"})
+# A checkpoint may be resumed on another device or with other speed settings, and with telemetry on or off (it only
+# watches); the trial itself is the same.
+_SPEED_ONLY_FIELDS = frozenset({"device", "precision", "channels_last", "compile", "data_dir", "telemetry"})

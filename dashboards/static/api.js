@@ -103,6 +103,18 @@
     });
   }
 
+  // The links between a sweep's views (landscape, facets, curves, budget): those `available` for its spec, the
+  // `current` one marked. `shows` maps a view to what it draws (the link's tooltip).
+  function viewLinks(nav, available, current, shows) {
+    var links = ["landscape"].concat((available || []).filter(function (v) { return v !== "landscape"; }));
+    nav.innerHTML = links.length < 2 ? "" : links.map(function (v) {
+      var href = config.pages + "/sweeps/" + encodeURIComponent(config.sweep_id) + (v === "landscape" ? "" : "/" + v);
+      var cls = v === current ? " class=\"current\"" : "";
+      return "<a" + cls + " href=\"" + esc(href) + "\" title=\"" + esc((shows || {})[v] || "") + "\">" + esc(v) +
+        "</a>";
+    }).join(" · ");
+  }
+
   window.hpscapeApi = {
     config: config,
     TERMINAL: TERMINAL,
@@ -119,5 +131,6 @@
     showAuth: showAuth,
     onTokenSaved: onTokenSaved,
     esc: esc,
+    viewLinks: viewLinks,
   };
 })();

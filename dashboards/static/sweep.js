@@ -105,11 +105,24 @@
     var p = payload.progress || {};
     var active = (p.running || 0) + (p.queued || 0);
     var status = payload.sweep && payload.sweep.status;
-    if (status) return api.TERMINAL.indexOf(status) >= 0 && active === 0;
+    // An ended sweep's WAITING trials never run (a cancel leaves them): only running ones can still change.
+    if (status) return api.TERMINAL.indexOf(status) >= 0 && (p.running || 0) === 0;
     return active === 0 && (p.total || 0) > 0;
   }
 
+  // The other views this sweep's spec supports (facets, curves, budget), linked from the header once.
+  function loadViews() {
+    return api.getJson(sweepPath("/views")).then(function (body) {
+      return domReady.then(function () {
+        var shows = {};
+        Object.keys(body.views || {}).forEach(function (v) { shows[v] = body.views[v].shows; });
+        api.viewLinks(document.getElementById("views"), body.available, "landscape", shows);
+      });
+    }).catch(function () { /* the landscape request reports errors; the links are an extra */ });
+  }
+
   function load() {
+    if (!state.viewsLoaded) { state.viewsLoaded = true; loadViews(); }
     if (state.loading) { state.pending = true; return Promise.resolve(); }
     state.loading = true;
     window.hpscape.loads += 1;
@@ -176,8 +189,10 @@
     bar.style.width = total ? (100 * done / total).toFixed(1) + "%" : "0%";
     bar.className = "bar" + ((p.running || 0) > 0 ? " running" : "");
     var parts = [done + " / " + total + " trials finished"];
+    // A sweep that ended keeps its unrun trials WAITING in the record: they will not run, so they are not "queued".
+    var ended = api.TERMINAL.indexOf(status) >= 0;
     ["running", "queued", "diverged", "stopped", "failed"].forEach(function (k) {
-      if (p[k]) parts.push(p[k] + " " + k);
+      if (p[k]) parts.push(p[k] + " " + (k === "queued" && ended ? "not run (" + status + ")" : k));
     });
     $("progress-text").textContent = parts.join(" \u00b7 ");
   }
@@ -431,6 +446,7 @@
         state.curveGroups = groups;
         state.curvePicks = picks;
         renderCurves(groups, picks);
+        renderCellPanel(groups, picks);
       }
     }).catch(function (err) {
       showMessage(api.errorText(err));
@@ -512,12 +528,30 @@
     var layout = {
       margin: { t: 10, r: 10, b: 44, l: 64 },
       // Whole epochs only: plotly would put ticks at 1.5, 2.5 on a short run.
-      xaxis: { title: { text: "epoch" }, dtick: lastEpoch <= 12 ? 1 : null },
+      // Whole epochs only: "2.5" is no epoch.
+      xaxis: { title: { text: "epoch" }, dtick: lastEpoch <= 12 ? 1 : null, tickformat: "d", rangemode: "tozero" },
       yaxis: { title: { text: words(yMetric) }, tickformat: isError(yMetric) ? ".1%" : "" },
       legend: { font: { size: 10 } },
       showlegend: true,
     };
     return Plotly.react(curvesDiv, traces, layout, { displaylogo: false, responsive: true });
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Inside a clicked cell: small multiples per seed (cell.js draws them)
+
+  function renderCellPanel(groups, picks) {
+    var items = [];
+    groups.forEach(function (g) {
+      var l = landscapeOf(g.key);
+      g.rows.forEach(function (t) {
+        var seed = t.seed !== null && t.seed !== undefined ? " (seed " + t.seed + ")" : "";
+        items.push({ id: g.key + "#" + t.number, key: g.key, name: (l.title || g.key) + " #" + t.number + seed,
+                     trial: t });
+      });
+    });
+    return window.hpscapeCell.render(document.querySelector("section.detail"), items,
+                                     "Inside the cell: " + picks.map(cellLabel).join(" vs "));
   }
 
   // ------------------------------------------------------------------------------------------

@@ -2,9 +2,12 @@
 
 - `ridge`: each row's optimum between grid points and the weighted line through them;
 - `surface`: the local quadratic fit (interaction index, basin area and angle) and separability around the basin;
-- `metrics`: `coupling_metrics`, the bootstrap intervals and the verdict.
+- `bootstrap`: the replicates every interval comes from;  `metrics`: `coupling_metrics` and the verdict;
+- `optimum`: the best row's optimum on the horizontal axis (the budget study's optimal decay).
 """
 
 from .metrics import DEFAULT_BASIN_TOLERANCE, VERDICT_BAND, CouplingMetrics, coupling_metrics
+from .optimum import AxisOptimum, axis_optimum
 
-__all__ = ["DEFAULT_BASIN_TOLERANCE", "VERDICT_BAND", "CouplingMetrics", "coupling_metrics"]
+__all__ = ["DEFAULT_BASIN_TOLERANCE", "VERDICT_BAND", "AxisOptimum", "CouplingMetrics", "axis_optimum",
+           "coupling_metrics"]

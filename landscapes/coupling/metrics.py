@@ -17,13 +17,14 @@ Only cells with a measured mean count: empty, running and diverged cells are lef
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..landscape.types import Landscape
+from .bootstrap import REPLICATES, interval, standard_errors
+from .bootstrap import replicates as bootstrap_draws
 from .ridge import REASONS, USED, fit_ridge, row_vertices
 from .surface import basin_separability, fit_quadratic
 
@@ -33,9 +34,7 @@ __all__ = ["DEFAULT_BASIN_TOLERANCE", "VERDICT_BAND", "CouplingMetrics", "coupli
 DEFAULT_BASIN_TOLERANCE = 0.10
 # A slope whose 95 % interval lies inside +-VERDICT_BAND is "separable"; one wholly below -VERDICT_BAND "coupled".
 VERDICT_BAND = 0.3
-_REPLICATES = 1000
 _MIN_ROWS = 3  # an interval from fewer rows says nothing
-_RESAMPLED_SEEDS = 8  # from this many seeds on, the seeds themselves are resampled
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ def coupling_metrics(
     *,
     tolerance: float = DEFAULT_BASIN_TOLERANCE,
     relative: bool = True,
-    replicates: int = _REPLICATES,
+    replicates: int = REPLICATES,
     seed: int = 0,
 ) -> CouplingMetrics:
     """Ridge slope (with its interval), interaction, separability, basin and verdict of `landscape`.
@@ -98,7 +97,7 @@ def coupling_metrics(
                                None, None, 0, None, "inconclusive", ("no cell has a measured value yet",), axes,
                                units)
     x, y = landscape.x.coordinates(), landscape.y.coordinates()
-    se = _standard_errors(landscape, mean)
+    se = standard_errors(landscape, mean)
     vertex, variance, reason = row_vertices(mean[None], se[None], x)
     fit = fit_ridge(y, vertex, variance)
     slope = _float(fit.slope[0])
@@ -114,17 +113,17 @@ def coupling_metrics(
         notes.append(f"ridge slope needs at least two {landscape.y.name} rows whose best cell is inside the grid")
 
     slope_ci = interaction_ci = method = None
-    draws = _replicates(landscape, mean, se, x, replicates, seed, notes)
+    draws = bootstrap_draws(landscape, mean, se, x, replicates, seed, notes)
     if draws is not None and int(used.sum()) >= _MIN_ROWS:
         method, draw_mean, draw_se, inflate = draws
         v_b, var_b, _ = row_vertices(draw_mean, draw_se, x)
         slopes = fit_ridge(y, v_b, var_b).slope
-        slope_ci = _interval(slopes, "ridge slope", notes, slope, inflate)
+        slope_ci = interval(slopes, "ridge slope", notes, slope, inflate)
         _, fits = fit_quadratic(mean, x, y, basin, draw_mean)
         interactions = [np.nan if q is None or q.interaction is None else q.interaction for q in fits]
         interaction_ci = None
         if quadratic is not None and quadratic.interaction is not None:
-            interaction_ci = _interval(np.array(interactions), "interaction", notes, quadratic.interaction, inflate)
+            interaction_ci = interval(np.array(interactions), "interaction", notes, quadratic.interaction, inflate)
             interaction_ci = (max(0.0, interaction_ci[0]), min(1.0, interaction_ci[1])) if interaction_ci else None
     elif int(used.sum()) < _MIN_ROWS:
         notes.append(f"no interval: {int(used.sum())} row(s) have an optimum inside the grid, {_MIN_ROWS} are "
@@ -183,96 +182,3 @@ def _row_notes(landscape: Landscape, reason: np.ndarray, notes: list[str]) -> No
         rows = [f"{landscape.y.values[i]:.4g}" for i in np.flatnonzero(reason == code)]
         if rows and code != 0:
             notes.append(f"{landscape.y.name} row(s) {', '.join(rows)} left out of the ridge: {text}")
-
-
-def _pooled_sd(landscape: Landscape) -> float:
-    """The seeds' noise: the square root of the median variance over replicated cells (1 without replication)."""
-    replicated = np.isfinite(landscape.std) & (landscape.n >= 2) & ~landscape.diverged
-    if not replicated.any():
-        return 1.0
-    # A sample variance with k degrees of freedom has median sigma^2 * median(chi2_k) / k, about
-    # sigma^2 * (1 - 2 / (9k))^3 (Wilson-Hilferty): divide it out, or the noise reads 20-50 % low.
-    k = float(np.median(landscape.n[replicated])) - 1
-    return float(np.sqrt(np.median(landscape.std[replicated] ** 2) / (1 - 2 / (9 * k)) ** 3))
-
-
-def _standard_errors(landscape: Landscape, mean: np.ndarray) -> np.ndarray:
-    """Per cell: the pooled noise over sqrt(n), the weights of the ridge fit (1 / sqrt(n) with no replication).
-
-    Pooled rather than each cell's own spread: with two seeds a cell's std is itself a guess within a factor of two.
-    """
-    n = np.maximum(landscape.n.astype(np.float64), 1)
-    return np.where(np.isfinite(mean), _pooled_sd(landscape) / np.sqrt(n), np.nan)
-
-
-def _replicates(landscape: Landscape, mean: np.ndarray, se: np.ndarray, x: np.ndarray, count: int, seed: int,
-                notes: list[str]) -> tuple[str, np.ndarray, np.ndarray, float] | None:
-    """Bootstrap replicates of the cell means (and their standard errors), how they were drawn, and the factor
-    their spread is widened by: resampling S seeds underestimates the variance by (S - 1) / S."""
-    rng = np.random.default_rng(seed)
-    samples = landscape.samples
-    seeds = 0 if samples is None else samples.shape[0]
-    if seeds >= _RESAMPLED_SEEDS:
-        picks = rng.integers(0, seeds, size=(count, seeds))
-        drawn = samples[picks]  # (count, seeds, rows, cols)
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a cell no drawn seed measured: NaN, as meant
-            means = np.nanmean(drawn, axis=1)
-            n = np.sum(np.isfinite(drawn), axis=1)
-            stds = np.nanstd(drawn, axis=1, ddof=1)
-        pooled = np.sqrt(np.nanmean(np.where(n >= 2, stds**2, np.nan), axis=(1, 2)))[:, None, None]
-        draw_se = np.where(n >= 2, stds, np.where(np.isfinite(pooled), pooled, 1.0)) / np.sqrt(np.maximum(n, 1))
-        means = np.where(np.isnan(mean)[None], np.nan, means)
-        return f"bootstrap over {seeds} seeds", means, draw_se, math.sqrt(seeds / (seeds - 1))
-    if seeds >= 2:
-        # Resampling two or three seeds gives a handful of distinct replicates; instead each cell is redrawn around
-        # its mean with the seeds' noise, pooled over the cells (the median variance: a few wild cells far from
-        # the basin do not set it), divided by the cell's count.
-        noise = _pooled_sd(landscape)
-        n = np.maximum(landscape.n, 1)
-        cell_se = np.where(np.isfinite(mean), noise / np.sqrt(n), np.nan)
-        means = mean[None] + cell_se[None] * rng.standard_normal((count, *mean.shape))
-        return (f"parametric bootstrap from the spread of {seeds} seeds", means,
-                np.broadcast_to(cell_se, means.shape).copy(), 1.0)
-    fitted, residuals = _row_quadratics(mean, x)
-    if residuals.size < 2:
-        notes.append("no interval: one seed, and too few cells per row for a residual bootstrap (add a seed, or "
-                     "more columns)")
-        return None
-    noise = rng.choice(residuals, size=(count, *mean.shape), replace=True)
-    means = np.where(np.isfinite(mean), fitted[None] + noise, np.nan)
-    return "residual bootstrap over cells (one seed)", means, np.broadcast_to(se, means.shape).copy(), 1.0
-
-
-def _row_quadratics(mean: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's least-squares quadratic in the horizontal coordinate, and the residuals, scaled to unbiased."""
-    fitted = np.where(np.isfinite(mean), mean, np.nan)
-    residuals: list[float] = []
-    params = 0
-    for i, row in enumerate(mean):
-        ok = np.isfinite(row) & np.isfinite(x)
-        if ok.sum() <= 3:
-            continue
-        coef = np.polynomial.polynomial.polyfit(x[ok], row[ok], 2)
-        fitted[i, ok] = np.polynomial.polynomial.polyval(x[ok], coef)
-        residuals += list(row[ok] - fitted[i, ok])
-        params += 3
-    out = np.asarray(residuals)
-    if out.size > params:
-        out = out * math.sqrt(out.size / (out.size - params))
-    return fitted, out
-
-
-def _interval(values: np.ndarray, what: str, notes: list[str], estimate: float | None,
-              inflate: float) -> tuple[float, float] | None:
-    """The 2.5 and 97.5 percentiles of the replicates, their distances from `estimate` widened by `inflate`."""
-    finite = values[np.isfinite(values)]
-    if finite.size < 0.9 * values.size:
-        notes.append(f"{what}: {values.size - finite.size} of {values.size} bootstrap replicates had none; the "
-                     "interval is from the others")
-    if finite.size < 20:
-        return None
-    lo, hi = np.percentile(finite, [2.5, 97.5])
-    if estimate is None:
-        return float(lo), float(hi)
-    return float(estimate - inflate * (estimate - lo)), float(estimate + inflate * (hi - estimate))

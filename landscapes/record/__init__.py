@@ -10,7 +10,8 @@ Every function addresses trials by their NUMBER, so any process holding a storag
 trial, a Ray worker records its epochs and finishes it, the service reads.
 
 - `storage`: URLs and storages;  `studies`: opening studies, finding trials;  `claims`: enqueue, claim, ask;
-- `outcomes`: epochs and endings;  `summary`: counts and best cells;  `_optuna`: the only use of Optuna internals.
+- `outcomes`: epochs and endings;  `summary`: counts and best cells;  `throughput`: how fast earlier trials ran;
+- `_optuna`: the only use of Optuna internals.
 """
 
 from .attrs import DIVERGED_LOSS, DIVERGED_VALUE, SPEC_ATTR, Attr, diverged_value
@@ -36,6 +37,7 @@ from .studies import (
     trial_id,
 )
 from .summary import summarize_trials, sweep_summary
+from .throughput import measured_throughput
 
 __all__ = [
     "DIVERGED_LOSS",
@@ -53,6 +55,7 @@ __all__ = [
     "get_trial",
     "list_sweep_studies",
     "make_storage",
+    "measured_throughput",
     "open_study",
     "reconcile_orphans",
     "record_epoch",

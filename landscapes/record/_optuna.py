@@ -9,8 +9,11 @@ says which assumption failed:
 2. An atomic claim on SQLite: SQLite ignores ``SELECT ... FOR UPDATE``, so Optuna's state change reads and writes
    in two steps and two processes can both claim one trial; one conditional UPDATE on the `trials` table is atomic.
 3. Reads of many trials at once: loading FrozenTrials reads every epoch of every trial (a 10 000-trial study takes
-   seconds); landscapes and summaries need a few columns, which SQL over Optuna's tables gives in milliseconds.
-   Every name spliced into that SQL is an integer or one of hpscape's own constant names (see `literal`).
+   seconds); landscapes and summaries need a few columns, which SQL over Optuna's tables gives in milliseconds,
+   and the API's trial lists and exports need one page of trials at a time (LIMIT/OFFSET or keyset over trial
+   numbers, without the per-epoch intermediate values), which Optuna's storage API cannot give.
+   Every name spliced into that SQL is an integer or one of hpscape's own constant names (see `literal`); study
+   names, which come from users, are bound parameters (`study_ids`).
 """
 
 from __future__ import annotations
@@ -23,24 +26,37 @@ from typing import Any
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models as _rdb_models
 from optuna.study import Study
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import bindparam, text
 
 __all__ = [
+    "FINISHED_STATES",
+    "STATE_NAMES",
     "STORED_SPECIAL",
     "claim_sqlite",
     "count_sql",
     "fetch",
+    "finished_rows",
     "frozen_trial_id",
     "literal",
+    "matching_counts",
     "rdb_backend",
+    "state_counts",
     "storage_of",
+    "stored_datetime",
     "study_id_of",
-    "summary_rows",
+    "study_ids",
     "trial_columns_sql",
+    "trial_page",
 ]
 
 # Optuna stores +-inf (and NaN for intermediate values) as NULL with a type tag.
 STORED_SPECIAL = {"INF_POS": math.inf, "INF_NEG": -math.inf, "NAN": math.nan}
+# The trial states as stored (Optuna's enum names) and the ones a trial never leaves.
+STATE_NAMES = frozenset(state.name for state in TrialState)
+FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
+# Optuna >= 5 stores trial datetimes as naive UTC, older versions as naive local time.
+_NAIVE_UTC = hasattr(_rdb_models.TrialModel, "_datetime_start_utc")
 
 
 def storage_of(study: Study) -> BaseStorage:
@@ -64,7 +80,7 @@ def rdb_backend(storage: BaseStorage) -> RDBStorage | None:
 
 def claim_sqlite(backend: RDBStorage, trial_id: int) -> bool:
     """Move trial `trial_id` from WAITING to RUNNING in one statement; False if another process won."""
-    if hasattr(_rdb_models.TrialModel, "_datetime_start_utc"):  # Optuna >= 5 stores naive UTC
+    if _NAIVE_UTC:
         started = datetime.now(timezone.utc).replace(tzinfo=None)
     else:
         started = datetime.now()
@@ -149,24 +165,44 @@ def count_sql(study_id: int) -> str:
     return f"SELECT COUNT(*) FROM trials WHERE study_id = {int(study_id)}"
 
 
-def summary_rows(
-    backend: RDBStorage, study_ids: Sequence[int], *, diverged_key: str, seed_key: str
-) -> tuple[list[tuple[int, str, int]], list[tuple[int, int]], list[tuple[int, int, float, str | None]],
-           list[tuple[int, str, float]]]:
-    """What a sweep summary needs, in four aggregate queries over `study_ids`.
+def _ids(values: Iterable[int]) -> str:
+    return ",".join(str(int(v)) for v in values) or "-1"
 
-    Returns (study_id, state, count) rows; (study_id, diverged count) rows; the best healthy COMPLETE trial per
-    study as (study_id, number, value, seed JSON); and that trial's params as (trial_id-free) (study_id, name,
-    value) rows. Ties on the value go to the lower trial number, as in `summarize_trials`.
+
+def study_ids(backend: RDBStorage, names: Sequence[str]) -> dict[str, int]:
+    """Study name -> id for the names that exist, in one query (names are bound parameters, never spliced)."""
+    if not names:
+        return {}
+    query = text("SELECT study_name, study_id FROM studies WHERE study_name IN :names").bindparams(
+        bindparam("names", expanding=True))
+    with backend.engine.connect() as connection:
+        return {str(name): int(sid) for name, sid in connection.execute(query, {"names": list(names)})}
+
+
+def state_counts(backend: RDBStorage, study_ids: Sequence[int]) -> list[tuple[int, str, int, int]]:
+    """(study_id, state, trials, largest trial id) per study and state: one aggregate query."""
+    if not study_ids:
+        return []
+    return [(int(s), str(getattr(state, "name", state)), int(n), int(top)) for s, state, n, top in fetch(
+        backend, f"SELECT study_id, state, COUNT(*), MAX(trial_id) FROM trials WHERE study_id IN ({_ids(study_ids)}) "
+                 "GROUP BY study_id, state")]
+
+
+def finished_rows(
+    backend: RDBStorage, study_ids: Sequence[int], *, diverged_key: str, seed_key: str
+) -> tuple[list[tuple[int, int]], list[tuple[int, int, float, str | None]], list[tuple[int, str, float]]]:
+    """What a summary needs of the finished trials, in three aggregate queries over `study_ids`.
+
+    Returns (study_id, diverged count) rows; the best healthy COMPLETE trial per study as (study_id, number, value,
+    seed JSON); and that trial's params as (study_id, name, value) rows. Ties on the value go to the lower trial
+    number, as in `summarize_trials`. Only COMPLETE trials count, and Optuna never changes a finished trial, so the
+    answer changes only when trials finish (the summary caches it on the counts of `state_counts`).
     """
     if not study_ids:
-        return [], [], [], []
-    ids = ",".join(str(int(i)) for i in study_ids)
+        return [], [], []
+    ids = _ids(study_ids)
     flagged = (f"EXISTS (SELECT 1 FROM trial_user_attributes a WHERE a.trial_id = t.trial_id "
                f"AND a.key = {diverged_key} AND a.value_json = 'true')")
-    counts = [(int(s), str(getattr(state, "name", state)), int(n)) for s, state, n in fetch(
-        backend, f"SELECT t.study_id, t.state, COUNT(*) FROM trials t WHERE t.study_id IN ({ids}) "
-                 "GROUP BY t.study_id, t.state")]
     diverged = [(int(s), int(n)) for s, n in fetch(
         backend, f"SELECT t.study_id, COUNT(*) FROM trials t WHERE t.study_id IN ({ids}) "
                  f"AND t.state = 'COMPLETE' AND {flagged} GROUP BY t.study_id")]
@@ -181,7 +217,7 @@ SELECT study_id, trial_id, number, value FROM (
     best: list[tuple[int, int, float, str | None]] = []
     params: list[tuple[int, str, float]] = []
     if best_rows:
-        trial_ids = ",".join(str(int(row[1])) for row in best_rows)
+        trial_ids = _ids(row[1] for row in best_rows)
         study_of = {int(row[1]): int(row[0]) for row in best_rows}
         seeds = dict(fetch(backend, f"SELECT trial_id, value_json FROM trial_user_attributes "
                                     f"WHERE trial_id IN ({trial_ids}) AND key = {seed_key}"))
@@ -189,4 +225,81 @@ SELECT study_id, trial_id, number, value FROM (
         # A float/int distribution stores the value itself in param_value.
         params = [(study_of[int(t)], str(name), float(value)) for t, name, value in fetch(
             backend, f"SELECT trial_id, param_name, param_value FROM trial_params WHERE trial_id IN ({trial_ids})")]
-    return counts, diverged, best, params
+    return diverged, best, params
+
+
+def _state_filter(state: str | None) -> str:
+    return "" if state is None else f" AND state = {literal(state, STATE_NAMES)}"
+
+
+def matching_counts(backend: RDBStorage, study_ids: Sequence[int], state: str | None = None) -> dict[int, int]:
+    """Trials per study (only those in `state`, if given): one aggregate query."""
+    if not study_ids:
+        return {}
+    return {int(s): int(n) for s, n in fetch(
+        backend, f"SELECT study_id, COUNT(*) FROM trials WHERE study_id IN ({_ids(study_ids)})"
+                 f"{_state_filter(state)} GROUP BY study_id")}
+
+
+def stored_datetime(value: Any) -> datetime | None:
+    """A trial's stored datetime (a datetime, or SQLite's text) as an aware UTC datetime."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is not None:
+        return value.astimezone(timezone.utc)
+    return value.replace(tzinfo=timezone.utc) if _NAIVE_UTC else value.astimezone(timezone.utc)
+
+
+def trial_page(
+    backend: RDBStorage,
+    study_id: int,
+    *,
+    limit: int,
+    offset: int = 0,
+    after: int | None = None,
+    state: str | None = None,
+    skip_attrs: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """One page of a study's trials by number: what a FrozenTrial holds except the intermediate values (and the
+    user attrs named in `skip_attrs`, e.g. the history: most of a page's bytes).
+
+    `offset` skips trials (LIMIT/OFFSET), `after` starts past a trial number (keyset: a stream of pages then
+    never repeats nor skips a trial while others are added). Each trial is a dict: trial_id, number, state,
+    datetime_start, datetime_complete (aware UTC), values ({objective: stored value, type tag}), params ({name:
+    (internal value, distribution JSON)}) and user_attrs ({key: JSON text as stored}). Five queries on one
+    connection: the trials, then their values, params and user attrs by trial id (Optuna's unique indexes).
+    """
+    where = f"study_id = {int(study_id)}{_state_filter(state)}"
+    if after is not None:
+        where += f" AND number > {int(after)}"
+    with backend.engine.connect() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            # By trial id, which is by number: Optuna numbers a trial by the study's trials of lower id
+            # (`count_past_trials`). The (study_id) index holds the id, so no sort of the study's trials.
+            cursor.execute(f"SELECT trial_id, number, state, datetime_start, datetime_complete FROM trials "
+                           f"WHERE {where} ORDER BY trial_id LIMIT {int(limit)} OFFSET {int(offset)}")
+            trials = {int(tid): {"trial_id": int(tid), "number": int(number), "state": str(getattr(st, "name", st)),
+                                 "datetime_start": stored_datetime(start), "datetime_complete": stored_datetime(end),
+                                 "values": {}, "params": {}, "user_attrs": {}}
+                      for tid, number, st, start, end in cursor.fetchall()}
+            if not trials:
+                return []
+            ids = _ids(trials)
+            cursor.execute(f"SELECT trial_id, objective, value, value_type FROM trial_values WHERE trial_id IN ({ids})")
+            for tid, objective, value, kind in cursor.fetchall():
+                trials[int(tid)]["values"][int(objective)] = (value, str(getattr(kind, "name", kind)))
+            cursor.execute(f"SELECT trial_id, param_name, param_value, distribution_json FROM trial_params "
+                           f"WHERE trial_id IN ({ids})")
+            for tid, name, value, distribution in cursor.fetchall():
+                trials[int(tid)]["params"][str(name)] = (float(value), str(distribution))
+            skipped = "".join(f" AND key <> {literal(key, skip_attrs)}" for key in skip_attrs)
+            cursor.execute(f"SELECT trial_id, key, value_json FROM trial_user_attributes WHERE trial_id IN ({ids})"
+                           f"{skipped}")
+            for tid, key, value_json in cursor.fetchall():
+                trials[int(tid)]["user_attrs"][str(key)] = value_json
+        finally:
+            cursor.close()
+    return list(trials.values())

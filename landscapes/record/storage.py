@@ -14,12 +14,16 @@ __all__ = ["as_storage", "ensure_sqlite_dir", "make_storage", "sqlite_file"]
 _SCHEMA_ATTEMPTS = 5
 
 
-def make_storage(url: str, *, sqlite_wal: bool = True) -> RDBStorage:
+def make_storage(
+    url: str, *, sqlite_wal: bool = True, pool_size: int | None = None, max_overflow: int | None = None
+) -> RDBStorage:
     """An Optuna RDBStorage for `url`, tuned for several writer processes.
 
     ``postgresql://`` and ``postgres://`` URLs use the psycopg (v3) driver, the one installed.
     SQLite files are switched to write-ahead logging unless `sqlite_wal` is False (pass False
-    for a database on a network filesystem, where WAL does not work).
+    for a database on a network filesystem, where WAL does not work). `pool_size` and
+    `max_overflow` size the connection pool (SQLAlchemy's 5 and 10 unless given), e.g. for a
+    server whose concurrent requests each read the record.
     """
     url = _normalize_url(url)
     engine_kwargs: dict[str, Any]
@@ -29,6 +33,10 @@ def make_storage(url: str, *, sqlite_wal: bool = True) -> RDBStorage:
     else:
         # Drivers run for days; the server may close idle pooled connections meanwhile.
         engine_kwargs = {"pool_pre_ping": True}
+    if pool_size is not None:
+        engine_kwargs["pool_size"] = pool_size
+    if max_overflow is not None:
+        engine_kwargs["max_overflow"] = max_overflow
     storage = _open_rdb(url, engine_kwargs)
     if sqlite_wal and storage.engine.dialect.name == "sqlite":
         # WAL lets the service read while workers write, and commits with one sync instead of

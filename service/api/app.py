@@ -12,8 +12,8 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
 from hpscape.landscapes import SweepSpec
-from hpscape.service.api.errors import MAX_BODY_BYTES, BodyLimitMiddleware, install_error_handlers
-from hpscape.service.api.routes import health, landscape, pages, sweeps, trials
+from hpscape.service.api.errors import MAX_BODY_BYTES, BodyLimitMiddleware, RequestIdMiddleware, install_error_handlers
+from hpscape.service.api.routes import health, landscape, pages, sweeps, trials, views
 from hpscape.service.api.schemas import PresetSubmission
 from hpscape.service.api.state import ServiceState
 from hpscape.service.queue import Launcher
@@ -31,7 +31,7 @@ Send `Authorization: Bearer TOKEN` (`hpscape token create NAME`); reads are open
 
 
 def _routers() -> list[Any]:
-    return [health.router, sweeps.router, trials.router, landscape.router, pages.router]
+    return [health.router, sweeps.router, trials.router, landscape.router, views.router, pages.router]
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -66,6 +66,7 @@ def create_app(
     app = FastAPI(title="hpscape", version="0.1.0", description=_DESCRIPTION, lifespan=lifespan)
     app.state.hpscape = state
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every response has an id, every unhandled error a JSON 500
     install_error_handlers(app)
     for router in _routers():
         app.include_router(router)

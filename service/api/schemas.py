@@ -25,7 +25,7 @@ __all__ = [
     "VariantProgress",
 ]
 
-SweepStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+SweepStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "recorded"]
 TrialStateName = Literal["RUNNING", "COMPLETE", "PRUNED", "FAIL", "WAITING"]
 
 

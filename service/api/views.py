@@ -1,23 +1,54 @@
-"""Rows and Optuna records turned into response bodies."""
+"""Rows and Optuna records turned into response bodies.
+
+A sweep's status (`StatusReads`) is its row and its record's summary turned into the response body, read and
+written once per `status_cache_s` for every client polling it: the requests in between cost no thread, no database
+slot, no connection, no query and no serialization.
+
+Trial lists and exports are written as JSON text a trial at a time (`trial_json`, validated by `TrialOut`), the
+per-epoch ``history`` spliced in as the text Optuna stored where that is already what the response would hold
+(`raw_history`): a 100-epoch history is about 20 kB, and decoding and encoding it again was most of their cost.
+"""
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
+import anyio
+from anyio.lowlevel import RunVar
 from optuna.storages import BaseStorage
+from pydantic import TypeAdapter
+from sqlalchemy import Row
 
 from hpscape.landscapes import SweepSpec
+from hpscape.landscapes.record import Attr
+from hpscape.landscapes.record.summary import TrialRecord
 from hpscape.service.api.schemas import SweepDetail, SweepOut, SweepProgress, SweepTimings, TrialOut
+from hpscape.service.api.state import ServiceState
 from hpscape.service.db.models import SweepRow, utcnow
-from hpscape.service.progress import load_trials, summarize, trial_row
+from hpscape.service.progress import EXPORT_PAGE, iter_sweep_trials, raw_history, summarize, trial_row
 
-__all__ = ["row_spec", "sweep_detail", "sweep_out", "sweep_summary_of", "sweep_trials"]
+__all__ = [
+    "StatusReads",
+    "json_export_chunks",
+    "row_spec",
+    "sweep_detail",
+    "sweep_out",
+    "sweep_summary_of",
+    "trial_json",
+    "trial_list_json",
+]
 
 _FINISHED_TRIAL_STATES = ("COMPLETE", "PRUNED", "FAIL")
 
 
-def sweep_out(row: SweepRow) -> SweepOut:
+def sweep_out(row: SweepRow | Row[Any]) -> SweepOut:
+    """A sweep row (or a row of `list_sweeps`' columns) as the API shows it."""
     return SweepOut(
         id=row.id, name=row.name, record_name=row.record_name, status=row.status, owner=row.owner,
         total_trials=row.total_trials, created_at=row.created_at, started_at=row.started_at,
@@ -66,10 +97,115 @@ def sweep_summary_of(storage: BaseStorage, row: SweepRow) -> dict[str, dict[str,
     return summarize(storage, row.record_name, row_spec(row))
 
 
-def sweep_trials(storage: BaseStorage, row: SweepRow) -> list[TrialOut]:
-    """Every trial of the sweep, studies in spec order, trials by number."""
-    out = []
-    for key, trials in load_trials(storage, row.record_name, row_spec(row)).items():
-        for trial in sorted(trials, key=lambda t: t.number):
-            out.append(TrialOut(**trial_row(key, trial)))
-    return out
+Status = bytes  # the SweepDetail JSON
+
+
+class _Reading:
+    """A status read in progress: the requests that want the same sweep meanwhile wait for its answer."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.answer: Status | None = None
+        self.error: BaseException | None = None
+
+
+class StatusReads:
+    """Per app and event loop: each sweep's status body, reused for `ttl` seconds, one read per sweep at once.
+
+    Fifty clients polling a sweep cost one read (a database slot, a thread, the row, the record's summary, the
+    JSON) per `ttl`; a request that finds a fresh answer awaits nothing. The timings in it (elapsed, ETA) are of
+    the read, like its counts. A read that fails (404, an unreachable database) fails the requests that waited
+    for it too, and is not kept.
+    """
+
+    _MAX_ENTRIES = 1024
+    _BY_STATE: RunVar[WeakKeyDictionary[ServiceState, StatusReads]] = RunVar("hpscape_status_reads")
+
+    def __init__(self) -> None:
+        self._fresh: dict[str, tuple[float, Status]] = {}
+        self._reading: dict[str, _Reading] = {}
+
+    @classmethod
+    def of(cls, state: ServiceState) -> StatusReads:
+        """The app's (in the running event loop: anyio's events belong to one)."""
+        by_state = cls._BY_STATE.get(None)
+        if by_state is None:
+            by_state = WeakKeyDictionary()
+            cls._BY_STATE.set(by_state)
+        reads = by_state.get(state)
+        if reads is None:
+            reads = by_state[state] = cls()
+        return reads
+
+    async def get(self, sweep_id: str, ttl: float, read: Callable[[], Status],
+                  slot: Callable[[], AbstractAsyncContextManager[Any]]) -> Status:
+        """`read()` (run in a worker thread while holding a `slot()`), or its answer of less than `ttl` s ago."""
+        if ttl <= 0:
+            async with slot():
+                return await anyio.to_thread.run_sync(read)
+        while True:
+            hit = self._fresh.get(sweep_id)
+            if hit is not None and hit[0] > time.monotonic():
+                return hit[1]
+            pending = self._reading.get(sweep_id)
+            if pending is None:
+                break
+            await pending.done.wait()
+            if pending.error is not None:
+                raise pending.error
+            if pending.answer is not None:
+                return pending.answer
+            # The reader was cancelled: read again.
+        pending = self._reading[sweep_id] = _Reading()
+        try:
+            async with slot():
+                pending.answer = await anyio.to_thread.run_sync(read)
+        except Exception as exc:
+            pending.error = exc
+            raise
+        finally:
+            del self._reading[sweep_id]
+            pending.done.set()
+        now = time.monotonic()
+        if len(self._fresh) >= self._MAX_ENTRIES:
+            self._fresh = {key: value for key, value in self._fresh.items() if value[0] > now}
+        self._fresh[sweep_id] = (now + ttl, pending.answer)
+        return pending.answer
+
+
+_TRIAL_JSON = TypeAdapter(TrialOut)
+_NULL_HISTORY = b'"history":null}'
+
+
+def trial_json(key: str, trial: TrialRecord) -> bytes:
+    """The trial as `TrialOut` JSON (validated by it), with the stored history text spliced in where it can be."""
+    raw = raw_history(trial.raw_attrs.get(Attr.HISTORY))
+    if raw is None:
+        return _TRIAL_JSON.dump_json(TrialOut(**trial_row(key, trial)))
+    text = _TRIAL_JSON.dump_json(TrialOut(**trial_row(key, trial, history=False)))
+    assert text.endswith(_NULL_HISTORY), "history is TrialOut's last field"
+    return b"".join((memoryview(text)[: -len(_NULL_HISTORY)], b'"history":', raw.encode(), b"}"))
+
+
+def _trials_json(items: Iterable[tuple[str, TrialRecord]]) -> bytes:
+    return b",".join([trial_json(key, trial) for key, trial in items])
+
+
+def trial_list_json(items: Iterable[tuple[str, TrialRecord]], *, total: int, limit: int, offset: int) -> bytes:
+    """A `TrialList` document."""
+    tail = f'],"total":{int(total)},"limit":{int(limit)},"offset":{int(offset)}}}'.encode()
+    return b"".join((b'{"items":[', _trials_json(items), tail))
+
+
+def json_export_chunks(storage: BaseStorage, row: SweepRow, *, page_size: int = EXPORT_PAGE) -> Iterator[bytes]:
+    """The `SweepExport` document of the sweep in pieces: its "sweep" and "spec", then a page of trials at a time
+    (studies in spec order, trials by number)."""
+    head = {"sweep": json.loads(sweep_out(row).model_dump_json()), "spec": row.spec}
+    opening = json.dumps(head, separators=(",", ":"), allow_nan=False)
+    yield (opening[:-1] + ',"trials":[').encode()
+    first = True
+    for page in iter_sweep_trials(storage, row.record_name, row_spec(row).studies(), page_size=page_size):
+        text = _trials_json(page)
+        yield text if first else b"," + text
+        first = False
+    yield b"]}"

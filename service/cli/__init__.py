@@ -8,6 +8,7 @@ from hpscape.service.cli import catalog as _catalog
 from hpscape.service.cli import remote as _remote
 from hpscape.service.cli import run as _run
 from hpscape.service.cli import server as _server
+from hpscape.service.cli import tensorboard as _tensorboard
 from hpscape.service.cli import train as _train
 
 app = typer.Typer(
@@ -35,6 +36,7 @@ def _main(
 
 app.command("train", help=_train.__doc__)(_train.train)
 app.command("run", help=_run.__doc__)(_run.run)
+app.command("tensorboard")(_tensorboard.tensorboard)
 
 # What hpscape knows by name.
 app.command("models")(_catalog.models)

@@ -15,14 +15,15 @@ import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hpscape.service.cli._common import USAGE_ERROR, cell_text, console, err_console
+from hpscape.service.cli._common import USAGE_ERROR, cell_text, console, err_console, format_metric
 from hpscape.service.client import ApiError, Client, ServerUnreachable
 
 __all__ = ["cancel", "export", "list_", "status", "submit"]
 
 _FINAL = ("succeeded", "failed", "cancelled")
 _STATE_COLUMNS = ("COMPLETE", "PRUNED", "RUNNING", "WAITING", "FAIL")
-_STATUS_STYLE = {"queued": "yellow", "running": "cyan", "succeeded": "green", "failed": "red", "cancelled": "magenta"}
+_STATUS_STYLE = {"queued": "yellow", "running": "cyan", "succeeded": "green", "failed": "red", "cancelled": "magenta",
+                 "recorded": "blue"}
 
 UrlOption = Annotated[str | None, typer.Option(help="Server URL (default HPSCAPE_URL, else http://127.0.0.1:8000).")]
 TokenOption = Annotated[str | None, typer.Option(help="API token (default HPSCAPE_TOKEN).", show_default=False)]
@@ -115,7 +116,7 @@ def submit(
 
 def list_(
     status_: Annotated[str | None, typer.Option("--status", help="Only sweeps in this state "
-                                                "(queued, running, succeeded, failed, cancelled).")] = None,
+                                                "(queued, running, succeeded, failed, cancelled, recorded).")] = None,
     owner: Annotated[str | None, typer.Option(help="Only sweeps submitted with this token name.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500, help="How many to show.")] = 50,
     offset: Annotated[int, typer.Option(min=0, help="Skip this many (newest first).")] = 0,
@@ -170,7 +171,8 @@ def status_table(sweep: dict[str, Any]) -> Table:
     for key, info in sweep["variants"].items():
         best = info["best"]
         table.add_row(key, *[str(info["counts"].get(s, 0)) for s in _STATE_COLUMNS], str(info["diverged"]),
-                      f"{best['value']:.4f}" if best else "-", cell_text(best["params"]) if best else "-")
+                      format_metric(sweep["metric"], best["value"]) if best else "-",
+                      cell_text(best["params"]) if best else "-")
     return table
 
 
@@ -186,7 +188,11 @@ def status(
     """Show a sweep's state, trial counts per variant, best cells, timings and ETA."""
     with _client(url, token) as client:
         sweep = client.get(sweep_id)
-        if watch and sweep["status"] not in _FINAL:
+        recorded = sweep["status"] == "recorded"
+        if watch and recorded:
+            # The server did not start it and is never told when `hpscape run` ends it: nothing to wait for.
+            err_console.print("this sweep ran outside the server (`hpscape run`): shown once, not followed")
+        elif watch and sweep["status"] not in _FINAL:
             sweep = _watch(client, sweep, interval)
     if as_json:
         print(json.dumps(sweep, indent=2))
@@ -194,7 +200,7 @@ def status(
         console.print(status_table(sweep))
         if sweep.get("error"):
             err_console.print(f"[red]{sweep['status']}:[/] {sweep['error']}", highlight=False)
-    if watch and sweep["status"] != "succeeded":
+    if watch and sweep["status"] != "succeeded" and not recorded:
         raise typer.Exit(1)
 
 
@@ -211,7 +217,7 @@ def _watch(client: Client, sweep: dict[str, Any], interval: float) -> dict[str, 
                 counts = info["counts"]
                 done = counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) + counts.get("FAIL", 0)
                 best = info["best"]
-                note = f"best {best['value']:.4f}" if best else ""
+                note = f"best {format_metric(sweep['metric'], best['value'])}" if best else ""
                 if counts.get("RUNNING"):
                     note = f"{counts['RUNNING']} running  {note}"
                 bars.update(tasks[variant], completed=done, note=note)
@@ -239,22 +245,43 @@ def cancel(
                       f"`hpscape status {sweep['id']}` shows when", highlight=False)
 
 
+_TABLE_FORMATS = ("csv", "json")
+_FIGURE_FORMATS = ("html", "svg", "png", "pdf")
+_VIEWS = ("landscape", "facets", "curves", "budget", "mechanism")
+
+
 def export(
     sweep_id: Annotated[str, typer.Argument(help="The sweep's id.")],
-    format_: Annotated[str, typer.Option("--format", "-f", help="csv (one row per trial) or json (sweep, spec "
-                                         "and trials).")] = "csv",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    format_: Annotated[str, typer.Option("--format", "-f", help="csv (one row per trial, with its per-epoch history) "
+                                         "or json (sweep, spec and trials); html (offline figure), svg, png or pdf "
+                                         "(the figure with a caption, drawn by the server).")] = "csv",
+    view: Annotated[str, typer.Option("--view", help="The figure to export: landscape (Figure 2), facets, curves, "
+                                      "budget or mechanism.")] = "landscape",
+    metric: Annotated[str | None, typer.Option("--metric", help="The metric the figure shows (default: the "
+                                               "sweep's objective).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout "
+                                                "(images: default SWEEP-VIEW.FORMAT).")] = None,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Export every trial of a sweep as CSV or JSON."""
-    if format_ not in ("csv", "json"):
-        _fail(f"--format must be csv or json, got {format_!r}", USAGE_ERROR)
+    """Export a sweep: its trials as CSV or JSON, or a figure as HTML, SVG, PNG or PDF."""
+    if format_ not in _TABLE_FORMATS + _FIGURE_FORMATS:
+        _fail(f"--format must be one of {', '.join(_TABLE_FORMATS + _FIGURE_FORMATS)}, got {format_!r}", USAGE_ERROR)
+    if view not in _VIEWS:
+        _fail(f"--view must be one of {', '.join(_VIEWS)}, got {view!r}", USAGE_ERROR)
+    if format_ in _TABLE_FORMATS and (view != "landscape" or metric is not None):
+        _fail("--view and --metric choose a figure: give --format html, svg, png or pdf with them", USAGE_ERROR)
     with _client(url, token) as client:
-        text = (client.export_csv(sweep_id) if format_ == "csv"
-                else json.dumps(client.export_json(sweep_id), indent=2) + "\n")
+        if format_ in _FIGURE_FORMATS:
+            params = {} if metric is None else {"metric": metric}
+            data = client.export_figure(sweep_id, format_, view=view, **params)
+        else:
+            data = (client.export_csv(sweep_id) if format_ == "csv"
+                    else json.dumps(client.export_json(sweep_id), indent=2) + "\n").encode("utf-8")
+    if output is None and format_ in ("png", "pdf"):
+        output = Path(f"{sweep_id}-{view}.{format_}")  # binary: never onto a terminal
     if output is None:
-        sys.stdout.write(text)
+        sys.stdout.write(data.decode("utf-8"))
     else:
-        output.write_text(text, encoding="utf-8")
-        err_console.print(f"wrote {output}", highlight=False)
+        output.write_bytes(data)
+        err_console.print(f"wrote {output} ({len(data) / 1024:.0f} KiB)", highlight=False)

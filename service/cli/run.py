@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +14,16 @@ from pydantic import ValidationError
 from rich.live import Live
 from rich.table import Table
 
-from hpscape.service.cli._common import cell_text, console, err_console, fail_usage
+from hpscape.service.cli._common import (
+    cell_text,
+    console,
+    describe_validation_error,
+    err_console,
+    fail,
+    fail_usage,
+    format_metric,
+)
+from hpscape.service.cli.mechanism import print_collapse_scores
 
 _STATE_COLUMNS = {"RUNNING": "running", "FAIL": "failed"}
 _BAR = 12
@@ -30,21 +43,46 @@ def run(
     data_dir: Annotated[Path | None, typer.Option(help="Dataset directory (default HPSCAPE_DATA_DIR).")] = None,
     dashboard: Annotated[Path | None, typer.Option(help="Write the landscape figure here as one offline HTML file "
                                                    "(default RUNS_DIR/NAME-landscape.html).")] = None,
+    plan: Annotated[bool, typer.Option("--plan", help="Print the trials, epochs and images (and the hours, from a "
+                                       "measured throughput) without training.")] = False,
+    throughput: Annotated[float | None, typer.Option(help="With --plan: images/s of one trial, measured elsewhere "
+                                                     "(e.g. by bench/gpu_check.sh); default: from the record.",
+                                                     min=1e-9)] = None,
+    log_every: Annotated[float, typer.Option(help="Seconds between plain progress lines when the output is not a "
+                                             "terminal (a file, a pipe); a terminal shows a live table.",
+                                             min=0.1)] = 30.0,
+    pending_timeout: Annotated[float | None, typer.Option(help="Fail the sweep when no trial could start for this "
+                                                          "many seconds, waiting for resources (default "
+                                                          "HPSCAPE_PENDING_TIMEOUT_S, or 600).", min=1e-3,
+                                                          show_default=False)] = None,
 ) -> None:
     """Run a landscape sweep on Ray (a preset, a YAML/JSON spec, or --resume NAME) and print a per-variant table."""
     import optuna
 
     from hpscape.landscapes import ensure_sqlite_dir, format_validation_error, get_preset, load_spec
-    from hpscape.service.settings import load_settings
+    from hpscape.service.settings import Settings, load_settings
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValidationError as exc:  # a bad HPSCAPE_* variable: name it, rather than a traceback
+        fail_usage("a setting in the environment is invalid:\n  " + describe_validation_error(
+            exc, option_names={name: f"HPSCAPE_{name.upper()}" for name in Settings.model_fields}))
     storage = storage or settings.storage
     chosen = [x for x in (spec_file, preset, resume) if x is not None]
     if len(chosen) != 1:
         fail_usage("give exactly one of: a spec file, --preset NAME, or --resume NAME "
                    "(e.g. `hpscape run --preset quick`)")
-    from hpscape.workers.sweep import SpecMismatch, SweepInterrupted, recorded_spec, run_sweep
+    from hpscape.workers.sweep import (
+        SpecMismatch,
+        SweepInterrupted,
+        TrialsStalled,
+        UnplaceableTrials,
+        recorded_spec,
+        run_sweep,
+    )
+    from hpscape.workers.sweep.loggers import LoggerUnavailable
+    from hpscape.workers.sweep.retry import DatabaseUnavailable
 
     try:
         if resume is not None:
@@ -60,30 +98,106 @@ def run(
     except (LookupError, ValueError, OSError) as exc:
         fail_usage(str(exc))
 
+    if plan:
+        _print_plan(spec, storage, throughput)
+        return
+    if throughput is not None:
+        fail_usage("--throughput only prices a --plan; add --plan, or drop --throughput")
+    pending_timeout = pending_timeout or settings.pending_timeout_s
+    data_dir = data_dir or settings.data_dir
+    _check_data(spec.dataset, data_dir)  # before anything is created or started: the fix is one line
     ensure_sqlite_dir(storage)
     runs_dir = runs_dir or settings.runs_dir
     console.print(f"sweep [bold]{spec.name}[/]: {spec.total_trials()} trials over {', '.join(spec.variants)}, "
                   f"{' x '.join(spec.swept_axes)} ({spec.model} on {spec.dataset}, {spec.max_epochs()} epochs); "
-                  f"record: {storage}")
-    with Live(console=console, refresh_per_second=2, transient=True) as live:
-        def on_progress(snapshot: dict[str, Any]) -> None:
-            live.update(progress_table(snapshot))
-
+                  f"record: {storage}", soft_wrap=True)
+    with _progress_display(log_every) as on_progress:
         try:
             outcome = run_sweep(
                 spec, storage_url=storage, runs_dir=runs_dir,
-                data_dir=data_dir or settings.data_dir, ray_address=ray_address or settings.ray_address,
+                data_dir=data_dir, ray_address=ray_address or settings.ray_address,
                 resume=resume is not None, on_progress=on_progress,
+                **({"pending_timeout_s": pending_timeout} if pending_timeout is not None else {}),
             )
-        except (SweepInterrupted, SpecMismatch, ConnectionError) as exc:
-            live.stop()
+        except (SweepInterrupted, SpecMismatch, UnplaceableTrials, LoggerUnavailable, ConnectionError) as exc:
+            on_progress.stop()  # type: ignore[attr-defined]
             fail_usage(str(exc))
+        except (TrialsStalled, DatabaseUnavailable) as exc:
+            # Not the input's fault (the cluster is busy, the database is down): exit 1, still one line and no
+            # traceback; the record keeps what finished, and --resume continues from there.
+            on_progress.stop()  # type: ignore[attr-defined]
+            fail(str(exc))
     console.print(progress_table({"summary": outcome.summary, "spec": spec, "final": True,
                                   "elapsed_s": outcome.wall_s}))
     _report_landscapes(spec, storage, dashboard or runs_dir / f"{spec.name}-landscape.html")
     failed = sum(v["counts"].get("FAIL", 0) for v in outcome.summary.values())
     if failed:
         err_console.print(f"[yellow]{failed} trial(s) failed; `hpscape run --resume {spec.name}` retries them[/]")
+
+
+@contextmanager
+def _progress_display(log_every_s: float) -> Iterator[Any]:
+    """A live table on a terminal; elsewhere (`make demo > log`) one plain line every `log_every_s` and at the
+    end (the engine reports a snapshot about once a second)."""
+    if console.is_terminal:
+        with Live(console=console, refresh_per_second=2, transient=True) as live:
+            def on_progress(snapshot: dict[str, Any]) -> None:
+                live.update(progress_table(snapshot))
+
+            on_progress.stop = live.stop  # type: ignore[attr-defined]
+            yield on_progress
+        return
+    last = [-math.inf]
+
+    def on_log(snapshot: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if not snapshot.get("final") and now - last[0] < log_every_s:
+            return
+        last[0] = now
+        console.print(progress_line(snapshot), highlight=False, soft_wrap=True)
+
+    on_log.stop = lambda: None  # type: ignore[attr-defined]
+    yield on_log
+
+
+def progress_line(snapshot: dict[str, Any]) -> str:
+    """'quick: 24/66 trials finished (1 failed, 2 running), 190 s, ETA 330 s; best test_loss 0.4012 (sgdw)'."""
+    spec, summary = snapshot["spec"], snapshot["summary"]
+    done = sum(_done(info) for info in summary.values())
+    failed = sum(info["counts"].get("FAIL", 0) for info in summary.values())
+    running = sum(info["counts"].get("RUNNING", 0) for info in summary.values())
+    elapsed = snapshot.get("elapsed_s", 0.0)
+    line = f"{spec.name}: {done}/{spec.total_trials()} trials finished ({failed} failed, {running} running), " \
+           f"{elapsed:,.0f} s"
+    if done and not snapshot.get("final") and done < spec.total_trials():
+        line += f", ETA {elapsed / done * (spec.total_trials() - done):,.0f} s"
+    best = min(((info["best"]["value"], key) for key, info in summary.items() if info.get("best")), default=None)
+    if best is not None:
+        line += f"; best {spec.metric} {format_metric(spec.metric, best[0])} ({best[1]})"
+    return line
+
+
+def _print_plan(spec: Any, storage: str, images_per_s: float | None) -> None:
+    from hpscape.landscapes import Throughput, measured_throughput, plan_sweep, sqlite_file
+    from hpscape.service.cli.plan import print_plan
+
+    if images_per_s is not None:
+        measured = Throughput(images_per_s, "given with --throughput")
+    else:
+        path = sqlite_file(storage)
+        # An SQLite record that does not exist yet has measured nothing (and opening it would create it).
+        measured = None if path is not None and not path.is_file() else measured_throughput(storage, spec)
+    print_plan(plan_sweep(spec, measured))
+
+
+def _check_data(dataset: str, data_dir: Path) -> None:
+    """One line with the fix when the dataset's files are not where every worker will look for them."""
+    from hpscape.workers.data import DatasetUnavailableError, check_available
+
+    try:
+        check_available(dataset, data_dir)
+    except DatasetUnavailableError as exc:
+        fail_usage(str(exc))
 
 
 def progress_table(snapshot: dict[str, Any]) -> Table:
@@ -106,7 +220,7 @@ def progress_table(snapshot: dict[str, Any]) -> Table:
     for label in _STATE_COLUMNS.values():
         table.add_column(label, justify="right")
     table.add_column(f"best {spec.metric}", justify="right", no_wrap=True)
-    table.add_column("at", justify="right", no_wrap=True)
+    table.add_column("at", justify="right")  # wraps first, so the state columns keep their headers in 80 columns
     for variant, facet in spec.studies():
         key = study_key(variant, facet)
         planned = spec.study_trials(variant)
@@ -118,7 +232,7 @@ def progress_table(snapshot: dict[str, Any]) -> Table:
         table.add_row(
             key, f"{done}/{planned}", *bar,
             *[str(info["counts"].get(state, 0)) for state in _STATE_COLUMNS],
-            f"{best['value']:.4f}" if best else "-",
+            format_metric(spec.metric, best["value"]) if best else "-",
             cell_text(best["params"]) if best else "-",
         )
     return table
@@ -132,6 +246,7 @@ def _report_landscapes(spec: Any, storage: str, dashboard: Path) -> None:
     landscapes = build_sweep_landscapes(storage, spec.name, metric=spec.metric, spec=spec)
     coupling = {v: coupling_metrics(land) for v, land in landscapes.items()}
     console.print(coupling_table(spec.metric, coupling))
+    print_collapse_scores(spec, storage)
     dashboard.parent.mkdir(parents=True, exist_ok=True)
     dashboard.write_text(landscape_html(landscapes, title=f"{spec.name}: {spec.metric.replace('_', ' ')}",
                                         dataset=spec.dataset, coupling=coupling), encoding="utf-8")
@@ -158,7 +273,7 @@ def coupling_table(metric: str, coupling: dict[str, Any]) -> Table:
             "-" if metrics.interaction is None else f"{metrics.interaction:.2f}",
             "-" if metrics.separability is None else f"{metrics.separability:.2f}",
             f"{metrics.basin_cells}/{metrics.n_cells}",
-            "-" if best is None else f"{best['value']:.4f}",
+            "-" if best is None else format_metric(metric, best["value"]),
         )
         if metrics.verdict == "inconclusive":
             why = next((n for n in metrics.notes if n.startswith("no interval")), None) or "the interval is too wide"

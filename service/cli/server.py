@@ -30,9 +30,13 @@ def serve(
 
     from hpscape.landscapes import ensure_sqlite_dir
     from hpscape.service.api import create_app
-    from hpscape.service.settings import load_settings
+    from hpscape.service.settings import SettingsError, load_settings
 
     settings = load_settings()
+    try:
+        settings.check_controller()
+    except SettingsError as exc:
+        fail_usage(str(exc))
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ensure_sqlite_dir(settings.storage)
     try:

@@ -73,7 +73,9 @@ def train(
         validate_model_name(model)
     except ValueError as exc:
         fail_usage(f"--model: {exc}")
-    from hpscape.workers.train import TrialConfig, train_trial  # heavy imports (torch) only when the command runs
+    # Heavy imports (torch) only when the command runs.
+    from hpscape.workers.data import DatasetUnavailableError
+    from hpscape.workers.train import TrialConfig, train_trial
 
     values = dict(
         dataset=dataset, model=model, variant=variant, lr=lr, weight_decay=weight_decay, epochs=epochs,
@@ -117,7 +119,8 @@ def train(
 
         try:
             result = train_trial(config, on_epoch=on_epoch, on_step=on_step, checkpoint_dir=checkpoint_dir)
-        except ValueError as exc:  # unknown model or dataset names, bad checkpoint: the user's input
+        except (ValueError, DatasetUnavailableError) as exc:  # bad names, a foreign checkpoint, data not there
+            progress.stop()
             fail_usage(str(exc))
     console.print(table)
     if result.diverged:

@@ -2,9 +2,19 @@
 
 from hpscape.service.db.engine import begin_write, make_engine, make_session_factory, normalize_url
 from hpscape.service.db.migrate import VERSION_TABLE, current_revision, head_revision, upgrade
-from hpscape.service.db.models import SWEEP_STATES, TERMINAL_STATES, Base, IdempotencyRow, SweepRow, TokenRow, utcnow
+from hpscape.service.db.models import (
+    RECORDED,
+    SWEEP_STATES,
+    TERMINAL_STATES,
+    Base,
+    IdempotencyRow,
+    SweepRow,
+    TokenRow,
+    utcnow,
+)
 
 __all__ = [
+    "RECORDED",
     "SWEEP_STATES",
     "TERMINAL_STATES",
     "VERSION_TABLE",

@@ -2,20 +2,46 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, TypeDecorator
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, TypeDecorator, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["SWEEP_STATES", "TERMINAL_STATES", "Base", "IdempotencyRow", "SweepRow", "TokenRow", "utcnow"]
+__all__ = [
+    "RECORDED", "SWEEP_STATES", "TERMINAL_STATES", "Base", "IdempotencyRow", "SweepRow", "TokenRow", "new_owner_id",
+    "utcnow",
+]
 
-SWEEP_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+# "recorded": a sweep run outside the server (`hpscape run`), listed read-only; it is never queued, so the
+# dispatcher never launches or takes it over.
+RECORDED = "recorded"
+SWEEP_STATES = ("queued", "running", "succeeded", "failed", "cancelled", RECORDED)
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def new_owner_id() -> str:
+    """A token's owner id: 16 random hex characters."""
+    return secrets.token_hex(8)
+
+
+def _owner_id_of_name(context: Any) -> str | None:
+    """The default of SweepRow.owner_id: the owner id of the live token named like the sweep's owner.
+
+    At submission that token is the one that just authenticated; a sweep with no such token (e.g. written by a
+    script under a made-up owner name) gets None and can be changed by an admin only.
+    """
+    name = context.get_current_parameters().get("owner")
+    if name is None:
+        return None
+    return context.connection.scalar(
+        select(TokenRow.owner_id).where(TokenRow.name == name, TokenRow.revoked_at.is_(None))
+    )
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -53,7 +79,12 @@ class SweepRow(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     total_trials: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), index=True)
+    # The submitting token's name, as shown and filtered on; `owner_id` is who may change the sweep.
     owner: Mapped[str] = mapped_column(String(64), index=True)
+    # The immutable id of the token that submitted it (TokenRow.owner_id): a later token that reuses the name of a
+    # revoked one gets a new id, so it does not inherit the sweeps. Filled in from the live token named `owner`
+    # when an insert does not give it.
+    owner_id: Mapped[str | None] = mapped_column(String(32), index=True, default=_owner_id_of_name)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -70,12 +101,17 @@ class SweepRow(Base):
 
 
 class TokenRow(Base):
-    """An API token: only the SHA-256 of the secret is stored."""
+    """An API token: only the SHA-256 of the secret is stored.
+
+    `owner_id` is random and never changes (rotating the admin token keeps it); sweeps record it. Revoking deletes
+    the row, so the name can be given to a new token, which gets a new owner id.
+    """
 
     __tablename__ = "hpscape_tokens"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
+    owner_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_owner_id)
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -16,6 +16,7 @@ from sqlalchemy.orm import sessionmaker
 from hpscape.service.db.models import SweepRow, utcnow
 from hpscape.service.queue.launcher import Launcher
 from hpscape.service.queue.states import Claim, claim_next, finalize_cancel, finish, is_stale, mark_launched, take_over
+from hpscape.workers.sweep.retry import RetryPolicy, call_with_retries, is_transient
 
 __all__ = ["Dispatcher", "TickReport"]
 
@@ -23,6 +24,9 @@ log = logging.getLogger("hpscape.dispatcher")
 
 # A claimed row has no pid until Popen returns; give a launch this long before calling it lost.
 _LAUNCH_WINDOW_S = 60.0
+# A round's other writes are retried by the next round; the pid of a driver just started is not (without it the
+# driver would look lost after _LAUNCH_WINDOW_S and be launched twice): retry it within that window.
+_LAUNCH_RETRY = RetryPolicy(deadline_s=_LAUNCH_WINDOW_S / 2, max_s=4.0)
 
 
 @dataclass
@@ -91,8 +95,14 @@ class Dispatcher:
         while not self._stopping.is_set():
             try:
                 self.tick()
-            except Exception:  # noqa: BLE001 - e.g. the database is briefly unreachable: try again next round
-                log.exception("dispatcher round failed; retrying in %.1f s", self._interval_s)
+            except Exception as exc:  # noqa: BLE001 - e.g. the database is briefly unreachable: try again next round
+                if is_transient(exc):
+                    # A database outage: one line a round, not a traceback a round for as long as it lasts.
+                    log.warning("dispatcher round failed, the database is unreachable (%s); retrying in %.1f s",
+                                str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__,
+                                self._interval_s)
+                else:
+                    log.exception("dispatcher round failed; retrying in %.1f s", self._interval_s)
             self._wake.wait(self._interval_s)
             self._wake.clear()
 
@@ -152,11 +162,15 @@ class Dispatcher:
             launched = self._launcher.launch(claim.sweep_id, launch=claim.launch, resume=resume)
         except Exception as exc:  # noqa: BLE001 - e.g. the runs directory is not writable
             log.exception("could not start the driver of sweep %s", claim.sweep_id)
-            finish(self._engine, claim.sweep_id, launch=claim.launch, status="failed",
-                   error=f"could not start the sweep's driver process: {exc}")
+            call_with_retries(finish, self._engine, claim.sweep_id, launch=claim.launch, status="failed",
+                              error=f"could not start the sweep's driver process: {exc}", policy=_LAUNCH_RETRY,
+                              what=f"recording that sweep {claim.sweep_id}'s driver did not start", logger=log)
             report.failed.append(claim.sweep_id)
             return
-        if not mark_launched(self._engine, claim, pid=launched.pid, log_path=launched.log_path):
+        marked = call_with_retries(mark_launched, self._engine, claim, pid=launched.pid, log_path=launched.log_path,
+                                   policy=_LAUNCH_RETRY, what=f"recording the driver of sweep {claim.sweep_id}",
+                                   logger=log)
+        if not marked:
             # Cancelled or taken over in the meantime: this driver must not run.
             self._launcher.stop(launched.pid, claim.sweep_id, grace_s=self._grace_s)
             return

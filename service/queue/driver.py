@@ -3,7 +3,12 @@
 Started by a controller's dispatcher in its own session, so it outlives the controller. It runs the sweep with
 `hpscape.workers.sweep.run_sweep` under the sweep's record name, sends a heartbeat to its row, stops itself when the
 sweep is cancelled or another launch took over, and records the outcome on the row. Configuration comes from the
-``HPSCAPE_*`` environment variables the launcher sets.
+``HPSCAPE_*`` environment variables the launcher sets, read as `Settings` (``HPSCAPE_PENDING_TIMEOUT_S``: the
+engine's `pending_timeout_s`).
+
+The database may blip while a sweep runs (a PostgreSQL restart): every read and write of the row goes through
+`hpscape.workers.sweep.retry.call_with_retries` (bounded backoff, a total deadline, each retry logged), as every
+write of the engine and its workers does, so a sweep rides out an outage shorter than the deadline.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from sqlalchemy import Engine
 from hpscape.service.db import SweepRow, make_engine, make_session_factory
 from hpscape.service.queue.processes import stop_descendants, stop_session
 from hpscape.service.queue.states import finalize_cancel, finish, heartbeat
+from hpscape.workers.sweep.retry import RetryPolicy, call_with_retries
 
 __all__ = ["HEARTBEAT_S", "main"]
 
@@ -30,9 +36,23 @@ HEARTBEAT_S = 5.0
 _EXIT_INTERRUPTED = 143  # what a shell reports for SIGTERM: the row stays running and a controller relaunches it
 
 
-def _load(engine: Engine, sweep_id: str) -> SweepRow | None:
+def _read(engine: Engine, sweep_id: str) -> SweepRow | None:
     with make_session_factory(engine)() as session:
         return session.get(SweepRow, sweep_id)
+
+
+def _load(engine: Engine, sweep_id: str) -> SweepRow | None:
+    return call_with_retries(_read, engine, sweep_id, what=f"reading the row of sweep {sweep_id}", logger=log)
+
+
+def _finish(engine: Engine, sweep_id: str, *, launch: int, status: str, error: str | None) -> bool:
+    """`finish`, riding out a database outage; True if this launch recorded the outcome (also when an earlier
+    attempt did and only its acknowledgement was lost)."""
+    if call_with_retries(finish, engine, sweep_id, launch=launch, status=status, error=error,
+                         what=f"recording that sweep {sweep_id} {status}", logger=log):
+        return True
+    row = _load(engine, sweep_id)
+    return row is not None and row.status == status and row.launches == launch
 
 
 def _stop_own_ray(grace_s: float) -> None:
@@ -56,12 +76,17 @@ class _Heartbeat(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
+        # A heartbeat retries for a few intervals, then gives up; the next one starts its retries afresh.
+        policy = RetryPolicy(deadline_s=max(1.0, 3 * self._interval_s), max_s=max(0.25, self._interval_s))
         while not self.stopping.wait(self._interval_s):
             try:
-                state = heartbeat(self._engine, self._sweep_id, launch=self._launch)
-            except Exception as exc:  # noqa: BLE001 - a database hiccup must not end the sweep
+                state = call_with_retries(heartbeat, self._engine, self._sweep_id, launch=self._launch,
+                                          what=f"heartbeat of sweep {self._sweep_id}", policy=policy, logger=log)
+            except Exception as exc:  # noqa: BLE001 - a database outage must not end the sweep
                 log.warning("heartbeat failed: %s", exc)
                 continue
+            if self.stopping.is_set():
+                return
             if state is None or state.status != "running" or state.launches != self._launch:
                 log.warning("sweep %s is %s (launch %s) now, not running as launch %d: stopping this driver",
                             self._sweep_id, state.status if state else "deleted", state.launches if state else "-",
@@ -78,7 +103,8 @@ class _Heartbeat(threading.Thread):
 
             row = _load(self._engine, self._sweep_id)
             if row is not None:
-                finalize_cancel(self._engine, make_storage(self._storage_url), row)
+                call_with_retries(lambda: finalize_cancel(self._engine, make_storage(self._storage_url), row),
+                                  what=f"recording the cancel of sweep {self._sweep_id}", logger=log)
         logging.shutdown()
         os._exit(0)
 
@@ -130,9 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         from hpscape.workers.sweep import run_sweep
 
         spec = SweepSpec.model_validate(row.spec).replace(name=row.record_name)
+        pending = settings.pending_timeout_s
         outcome = run_sweep(
             spec, storage_url=settings.storage, runs_dir=settings.runs_dir, data_dir=settings.data_dir,
             ray_address=settings.ray_address, resume=args.resume,
+            **({"pending_timeout_s": pending} if pending is not None else {}),
         )
     except (KeyboardInterrupt, SystemExit):
         # Terminated by a signal (Ray turns SIGTERM into SystemExit). A cancel is finished by whoever stopped us;
@@ -147,11 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         current = _load(engine, row.id)
         where = f" ({current.log_path})" if current is not None and current.log_path else ""
         error = "".join(traceback.format_exception_only(exc)).strip() + f"\nthe traceback is in the driver's log{where}"
-        finish(engine, row.id, launch=args.launch, status="failed", error=error)
+        _finish(engine, row.id, launch=args.launch, status="failed", error=error)
         return 1
     beat.stopping.set()
     status, error = _outcome(outcome.summary, row.total_trials)
-    recorded = finish(engine, row.id, launch=args.launch, status=status, error=error)
+    recorded = _finish(engine, row.id, launch=args.launch, status=status, error=error)
     log.info("sweep %s %s in %.0f s%s", row.id, status, outcome.wall_s, "" if recorded else
              " (not recorded: the row had moved on, e.g. cancelled)")
     return 0 if status == "succeeded" else 1

@@ -13,9 +13,12 @@ from typing import Protocol
 
 from hpscape.service.queue.processes import is_alive, stop_session
 
-__all__ = ["DRIVER_MODULE", "Launched", "Launcher", "SubprocessLauncher"]
+__all__ = ["DRIVER_MODULE", "WITHHELD_VARIABLES", "Launched", "Launcher", "SubprocessLauncher"]
 
 DRIVER_MODULE = "hpscape.service.queue.driver"
+# Secrets of the controller and of CLI users that drivers (and the Ray workers they start, which inherit their
+# environment) never need: a driver talks to the database, not to the REST API.
+WITHHELD_VARIABLES = ("HPSCAPE_ADMIN_TOKEN", "HPSCAPE_TOKEN")
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class SubprocessLauncher:
     """``python -m hpscape.service.queue.driver SWEEP_ID --launch N [--resume]`` in a new session, logging to a file.
 
     Configuration reaches the driver through ``HPSCAPE_*`` variables in its environment, never on its command
-    line, where `ps` would show a database password.
+    line, where `ps` would show a database password. API tokens (WITHHELD_VARIABLES) are not passed on.
     """
 
     def __init__(
@@ -64,7 +67,7 @@ class SubprocessLauncher:
         return self._runs_dir / "drivers"
 
     def _environment(self) -> dict[str, str]:
-        env = dict(os.environ)
+        env = {name: value for name, value in os.environ.items() if name not in WITHHELD_VARIABLES}
         env["HPSCAPE_STORAGE"] = self._storage
         env["HPSCAPE_RUNS_DIR"] = str(self._runs_dir)
         env["HPSCAPE_DATA_DIR"] = str(self._data_dir)

@@ -4,6 +4,7 @@ A whole dataset lives as tensors on the training device, so a training step neve
 batches are index-selects, and augmentation (random flip, pad-and-crop) is a handful of batched tensor ops.
 
 - `dataset`: `DeviceDataset`, the errors loaders raise;  `cifar`: CIFAR-10 from the official archive;
+- `imagenet32`: ImageNet32x32 from the official downsampled batch files, kept as uint8 on the device;
 - `small`: digits (bundled with scikit-learn) and a synthetic set for tests;  `batches`: epochs of batches.
 
 The dataset names are the vocabulary's (`hpscape.landscapes.vocabulary.DATASETS`); `load_dataset` has a loader
@@ -19,9 +20,10 @@ import torch
 
 from hpscape.landscapes.vocabulary import DATASETS
 
-from .batches import augment_batch, steps_per_epoch, test_batches, train_batches
+from .batches import augment_batch, normalized, steps_per_epoch, test_batches, train_batches
 from .cifar import CIFAR10_ARCHIVE, CIFAR10_MD5, CIFAR10_MEAN, CIFAR10_STD, CIFAR10_URL, load_cifar10
 from .dataset import Augmentation, DatasetChecksumError, DatasetUnavailableError, DeviceDataset, noisy_labels
+from .imagenet32 import IMAGENET32_COUNTS, find_imagenet32, load_imagenet32
 from .small import load_digits, load_synthetic
 
 __all__ = [
@@ -35,8 +37,11 @@ __all__ = [
     "DatasetChecksumError",
     "DatasetUnavailableError",
     "DeviceDataset",
+    "IMAGENET32_COUNTS",
     "augment_batch",
+    "check_available",
     "load_dataset",
+    "normalized",
     "steps_per_epoch",
     "test_batches",
     "train_batches",
@@ -48,8 +53,29 @@ LOADERS: dict[str, Loader] = {
     "cifar10": lambda device, data_dir, download, md5: load_cifar10(device, data_dir, download=download,
                                                                     expected_md5=md5),
     "digits": lambda device, data_dir, download, md5: load_digits(device),
+    "imagenet32": lambda device, data_dir, download, md5: load_imagenet32(device, data_dir),
     "synthetic": lambda device, data_dir, download, md5: load_synthetic(device),
 }
+
+
+def check_available(name: str, data_dir: str | Path | None) -> None:
+    """Raise DatasetUnavailableError, with the fix, when ``name``'s files are not under ``data_dir``.
+
+    Cheap (no decoding): the CLI calls it before a sweep starts, so a misplaced file is one line, not a failed
+    trial per cell. Bundled datasets are always available.
+    """
+    if name == "cifar10":
+        archive = Path(data_dir).expanduser() / CIFAR10_ARCHIVE if data_dir is not None else None
+        if archive is None or not archive.is_file():
+            raise DatasetUnavailableError(
+                f"the CIFAR-10 archive is not at {archive or f'DATA_DIR/{CIFAR10_ARCHIVE}'}: download {CIFAR10_URL} "
+                f"(md5 {CIFAR10_MD5}) and put it there, or pass --data-dir (HPSCAPE_DATA_DIR) where it is; on a "
+                "cluster every node needs it"
+            )
+    elif name == "imagenet32":
+        if data_dir is None:
+            raise DatasetUnavailableError("imagenet32 needs a data directory: pass --data-dir (HPSCAPE_DATA_DIR)")
+        find_imagenet32(Path(data_dir).expanduser())
 
 
 def load_dataset(

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .dataset import Augmentation, DeviceDataset
 
-__all__ = ["augment_batch", "steps_per_epoch", "test_batches", "train_batches"]
+__all__ = ["augment_batch", "normalized", "steps_per_epoch", "test_batches", "train_batches"]
 
 
 def augment_batch(x: Tensor, aug: Augmentation, generator: torch.Generator) -> Tensor:
@@ -69,6 +69,17 @@ def steps_per_epoch(train_size: int, batch_size: int) -> int:
     return math.ceil(train_size / batch_size)
 
 
+def normalized(ds: DeviceDataset, x: Tensor) -> Tensor:
+    """A batch as float32, normalized per channel when the dataset is kept as uint8 (else as it is)."""
+    if ds.normalization is None:
+        return x
+    mean, std = ds.normalization
+    shape = (1, -1, 1, 1)
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(shape)
+    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(shape)
+    return (x.float() - m) / s
+
+
 def train_batches(ds: DeviceDataset, batch_size: int, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
     """One epoch of shuffled, augmented training batches; the last batch may be short.
 
@@ -85,14 +96,15 @@ def _train_iter(ds: DeviceDataset, batch_size: int, generator: torch.Generator) 
     perm = torch.randperm(ds.train_size, generator=generator, device=ds.train_x.device)
     for start in range(0, ds.train_size, batch_size):
         idx = perm[start : start + batch_size]
-        yield augment_batch(ds.train_x[idx], ds.augmentation, generator), ds.train_y[idx]
+        # Normalized before the augmentation: the crop pads with zeros after normalization (docs/science.md).
+        yield augment_batch(normalized(ds, ds.train_x[idx]), ds.augmentation, generator), ds.train_y[idx]
 
 
 def test_batches(ds: DeviceDataset, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
     """Test batches in dataset order, without augmentation; the last batch may be short."""
     _check_batch_size(batch_size)
     return (
-        (ds.test_x[start : start + batch_size], ds.test_y[start : start + batch_size])
+        (normalized(ds, ds.test_x[start : start + batch_size]), ds.test_y[start : start + batch_size])
         for start in range(0, ds.test_size, batch_size)
     )
 

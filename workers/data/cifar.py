@@ -1,6 +1,6 @@
 """CIFAR-10 from the official python archive: md5-checked, decoded straight from the tarball, cached as npz.
 
-PROTOCOL section 3: per-channel mean (125.3, 123.0, 113.9) and std (63.0, 62.1, 66.7) on the 0-255 scale,
+docs/science.md, "Figure 2": per-channel mean (125.3, 123.0, 113.9) and std (63.0, 62.1, 66.7) on the 0-255 scale,
 training augmentation a horizontal flip and a 32x32 crop after zero-padding 4 pixels.
 """
 
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
-# Per-channel statistics on the 0-255 scale, as in the authors' Lua code (PROTOCOL.md section 3).
+# Per-channel statistics on the 0-255 scale, as in the authors' Lua code (docs/science.md, "Figure 2").
 CIFAR10_MEAN = (125.3, 123.0, 113.9)
 CIFAR10_STD = (63.0, 62.1, 66.7)
 

@@ -1,7 +1,7 @@
 """Shake-Shake residual networks (Gastaldi 2017) with Shake-Shake-Image regularization.
 
 Layout and initialization follow the authors' Lua Torch code (xgastaldi/shake-shake), as restated in
-PROTOCOL.md section 4. Names: ``shake_shake_{depth}_{branches}x{width}d``.
+docs/science.md, "The network". Names: ``shake_shake_{depth}_{branches}x{width}d``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ __all__ = ["HEADS", "NormalizedLogits", "ShakeShake", "ShakeShakeBlock", "shake_
 # Heads: "linear" is the paper's. "bn" batch-normalizes the logits (no affine, no bias), so the whole network is
 # scale-invariant: with label noise and test loss as the metric, the softmax temperature set by the decayed last
 # layer would otherwise dominate the landscape (SGD+L2 fixes it through lambda', SGDW through lambda/alpha), hiding
-# the effect of decay on the scale-invariant layers that Figure 2 is about (PROTOCOL section 5).
+# the effect of decay on the scale-invariant layers that Figure 2 is about (docs/science.md, "the effective step").
 HEADS: dict[str, str] = dict(MODEL_HEADS)
 _STEM_CHANNELS = 16
 

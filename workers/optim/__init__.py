@@ -1,4 +1,4 @@
-"""Paper-exact optimizers and per-iteration LR schedules (PROTOCOL section 2).
+"""Paper-exact optimizers and per-iteration LR schedules (docs/science.md, "The update rules").
 
 Every variant of the registry (`hpscape.landscapes.variants.VARIANTS`) is a family's step rule with a decay form:
 

@@ -33,7 +33,7 @@ class ScheduledDecayOptimizer(Optimizer):
 
     @classmethod
     def default_eps(cls) -> float:
-        """The family's epsilon from the registry (PROTOCOL section 2), so no default is written twice."""
+        """The family's epsilon from the registry (docs/science.md, "The update rules"): no default written twice."""
         eps = FAMILIES[cls.family].eps
         if eps is None:
             raise TypeError(f"the {cls.family} family has no epsilon")

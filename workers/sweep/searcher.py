@@ -4,6 +4,10 @@ Why not Ray's `OptunaSearch` with Optuna's `GridSampler`: parallel workers repea
 visited, and errors from `study.tell` are only logged. Here every (cell, seed) is an enqueued Optuna trial claimed
 atomically, the worker records its own results, and this searcher only settles what the worker could not: trials a
 scheduler stopped early, and trials Ray gave up on.
+
+Every database call here rides out a blip (`call_with_retries`). A claim whose acknowledgement a blip swallowed
+leaves a RUNNING trial that no Ray trial owns: once the studies have nothing left to hand out, the searcher adopts
+such trials (they run like a resumed sweep's orphans), so none is left RUNNING at the end.
 """
 
 from __future__ import annotations
@@ -18,7 +22,17 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from hpscape.landscapes import SweepSpec, parse_study_name
-from hpscape.landscapes.record import Attr, ask_bayes, claim_next, fail_trial, finish_trial, get_trial, stop_trial
+from hpscape.landscapes.record import (
+    Attr,
+    ask_bayes,
+    claim_next,
+    fail_trial,
+    finish_trial,
+    get_trial,
+    running_trials,
+    stop_trial,
+)
+from hpscape.workers.sweep.retry import call_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +58,11 @@ class StudySearcher(Searcher):
         self._turn = 0
         self.dispatched: list[tuple[str, int]] = []
         self.cancelling = False
+        self.abort_reason: str | None = None  # set when the sweep is stopped for good: every unfinished trial fails
 
     # --- handing out work -------------------------------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if self.cancelling:
+        if self.cancelling or self.abort_reason is not None:
             return Searcher.FINISHED
         pick = self._orphans.popleft() if self._orphans else self._claim()
         if pick is None:
@@ -55,14 +70,28 @@ class StudySearcher(Searcher):
         key, number = pick
         self._live[trial_id] = pick
         self.dispatched.append(pick)
-        return self._make_config(key, get_trial(self._studies[key], number))
+        frozen = call_with_retries(get_trial, self._studies[key], number,
+                                   what=f"reading trial {self._studies[key].study_name} #{number}")
+        return self._make_config(key, frozen)
 
     def _claim(self) -> tuple[str, int] | None:
-        """Round-robin over the studies, so every panel of the landscape fills at the same pace."""
+        """Round-robin over the studies, so every panel of the landscape fills at the same pace; then trials whose
+        claim was acknowledged to no one."""
+        while True:
+            pick = self._claim_round()
+            if pick is not None:
+                return pick
+            if not self._adopt_unowned():
+                return None
+            if self._orphans:
+                return self._orphans.popleft()
+
+    def _claim_round(self) -> tuple[str, int] | None:
         keys = [k for k in self._studies if k not in self._exhausted]
         for offset in range(len(keys)):
             key = keys[(self._turn + offset) % len(keys)]
-            number = self._next_number(key)
+            number = call_with_retries(self._next_number, key,
+                                       what=f"claiming the next trial of {self._studies[key].study_name}")
             if number is None:
                 self._exhausted.add(key)
                 continue
@@ -83,12 +112,39 @@ class StudySearcher(Searcher):
         return ask_bayes(study, ranges=bayes.ranges, seed=seed,
                          values_of=lambda cell: self._spec.trial_values(variant, cell.params, facet))
 
+    def _adopt_unowned(self) -> bool:
+        """Queue RUNNING trials this searcher never handed out (a claim or an ask cut off by a database blip);
+        fail those an interrupted ask left without their bookkeeping (a Bayesian study asks again). True if
+        anything changed."""
+        owned = set(self.dispatched)
+        changed = False
+        for key, study in self._studies.items():
+            numbers = call_with_retries(running_trials, study, what=f"listing running trials of {study.study_name}")
+            for number in numbers:
+                if (key, number) in owned or (key, number) in self._orphans:
+                    continue
+                frozen = call_with_retries(get_trial, study, number, what=f"reading trial {study.study_name} #{number}")
+                if all(a in frozen.user_attrs for a in (Attr.SEED, Attr.CELL, Attr.EPOCHS_BUDGET)):
+                    log.warning("trial %s #%d is RUNNING but was never handed out (its claim was cut off): running it",
+                                study.study_name, number)
+                    self._orphans.append((key, number))
+                else:
+                    log.warning("trial %s #%d was asked but its bookkeeping was cut off: failing it, asking again",
+                                study.study_name, number)
+                    call_with_retries(fail_trial, study, number, "its creation was cut off by a database outage",
+                                      what=f"failing trial {study.study_name} #{number}")
+                    self._exhausted.discard(key)
+                changed = True
+        return changed
+
     # --- settling what the worker could not record ------------------------------------------------------------------
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         pick = self._live.pop(trial_id, None)
         if pick is not None:
-            settle(self._studies[pick[0]], pick[1], objective=self._spec.metric, error=error,
-                   last_epoch=(result or {}).get("epoch"), cancelled=self.cancelling)
+            study = self._studies[pick[0]]
+            call_with_retries(settle, study, pick[1], objective=self._spec.metric,
+                              error=self.abort_reason or error, last_epoch=(result or {}).get("epoch"),
+                              cancelled=self.cancelling, what=f"settling trial {study.study_name} #{pick[1]}")
 
     # The searcher's state lives in the studies; nothing to save with Tune's experiment state.
     def save(self, checkpoint_path: str) -> None:  # noqa: D102

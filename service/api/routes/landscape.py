@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from optuna.storages import BaseStorage
 from pydantic import ValidationError
 
-from hpscape.dashboards import grid_csv, grid_json, landscape_html, landscape_payload
+from hpscape.dashboards import grid_csv, grid_json, landscape_figure, landscape_html, landscape_payload
 from hpscape.landscapes import (
     LANDSCAPE_METRICS,
     VARIANT_NAMES,
@@ -25,7 +25,8 @@ from hpscape.landscapes import (
     open_study,
     trial_details,
 )
-from hpscape.service.api.deps import OptunaDep, SweepDep
+from hpscape.service.api.deps import OptunaDep, SettingsDep, SweepDep
+from hpscape.service.api.routes.rendering import image_response
 from hpscape.service.api.schemas import ErrorOut
 from hpscape.service.db.models import SweepRow
 
@@ -35,6 +36,7 @@ router = APIRouter(prefix="/api/v1/sweeps", tags=["landscape"])
 Metric = Literal[LANDSCAPE_METRICS]  # type: ignore[valid-type]
 Variant = Literal[VARIANT_NAMES]  # type: ignore[valid-type]
 _MAX_NUMBERS = 1000
+_NUMBER_LIMIT = 2**31
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "no token, or a token that is not valid"},
@@ -214,8 +216,13 @@ def _numbers(raw: str | None) -> list[int] | None:
     except ValueError:
         raise _unprocessable(["query", "numbers"],
                              "numbers must be comma-separated trial numbers, e.g. 3,17,42") from None
-    if len(numbers) > _MAX_NUMBERS or any(n < 0 for n in numbers):
-        raise _unprocessable(["query", "numbers"], f"give at most {_MAX_NUMBERS} trial numbers, each >= 0")
+    if len(numbers) > _MAX_NUMBERS:
+        raise _unprocessable(["query", "numbers"], f"give at most {_MAX_NUMBERS} trial numbers")
+    # Trial numbers are the database's 32-bit integers: a larger one names no trial, and PostgreSQL refuses it.
+    out_of_range = next((n for n in numbers if not 0 <= n < _NUMBER_LIMIT), None)
+    if out_of_range is not None:
+        raise _unprocessable(["query", "numbers"], f"trial numbers are integers from 0 to {_NUMBER_LIMIT - 1}, got "
+                             f"{str(out_of_range)[:40]}")
     return numbers
 
 
@@ -225,23 +232,30 @@ def _numbers(raw: str | None) -> list[int] | None:
     responses={
         200: {
             "content": {"text/html": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}},
-                        "application/json": {"schema": {"type": "object"}}},
-            "description": "a standalone HTML figure (plotly.js inlined, works offline), or the grid as CSV/JSON",
+                        "application/json": {"schema": {"type": "object"}}, "image/png": {}, "image/svg+xml": {},
+                        "application/pdf": {}},
+            "description": "a standalone HTML figure (plotly.js inlined, works offline), the figure as an image with "
+                           "a caption (PNG, SVG, PDF), or the grid as CSV/JSON",
         },
         **_ERRORS,
+        409: {"model": ErrorOut, "description": "an image of a sweep with no recorded trial yet"},
+        503: {"model": ErrorOut, "description": "no browser to draw images with, or two images being drawn already"},
     },
 )
 def export_landscape(
     row: SweepDep,
     storage: OptunaDep,
-    format: Annotated[Literal["html", "csv", "json"], Query(description="html, csv or json")] = "html",
+    settings: SettingsDep,
+    format: Annotated[Literal["html", "csv", "json", "png", "svg", "pdf"],
+                      Query(description="html, csv, json, png, svg or pdf")] = "html",
     metric: MetricQuery = "test_error",
     epoch: EpochQuery = None,
     model: Annotated[bool, Query(description="draw the model surface (Bayesian sweeps)")] = False,
     clip_lo: ClipQuery = None,
     clip_hi: ClipQuery = None,
 ) -> Response:
-    """The figure as one offline HTML file, or the aggregated grid (every cell of every study) as CSV/JSON."""
+    """The figure as one offline HTML file or an image with a caption, or the aggregated grid (every cell of every
+    study) as CSV/JSON."""
     clip = _clip(clip_lo, clip_hi)
     spec = _spec(row)
     landscapes = _landscapes(storage, row, spec, metric, epoch, model)
@@ -253,5 +267,11 @@ def export_landscape(
     if format == "json":
         return Response(grid_json(landscapes), media_type="application/json", headers=disposition)
     title = f"{row.record_name}: {metric.replace('_', ' ')}" + ("" if epoch is None else f" at epoch {epoch}")
+    if format in ("png", "svg", "pdf"):
+        if not landscapes:
+            raise HTTPException(409, detail="nothing to draw yet: no trial of this sweep has been recorded")
+        figure = landscape_figure(landscapes, dataset=(row.spec or {}).get("dataset"), clip=clip, show_model=model)
+        return image_response(figure, format, row=row, settings=settings, metric=metric, epoch=epoch,
+                              headers=disposition)
     html = landscape_html(landscapes, title=title, dataset=(row.spec or {}).get("dataset"), clip=clip, show_model=model)
     return Response(html, media_type="text/html; charset=utf-8", headers=disposition)

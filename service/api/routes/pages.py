@@ -10,12 +10,23 @@ from __future__ import annotations
 import gzip
 import hashlib
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from hpscape.dashboards import STATIC_FILES, plotly_js_path, static_path, sweep_list_html, sweep_page_html
+from hpscape.dashboards import (
+    STATIC_FILES,
+    plotly_js_path,
+    static_path,
+    sweep_list_html,
+    sweep_page_html,
+    view_page_html,
+)
+from hpscape.dashboards.views import VIEWS
+
+# The landscape view is the sweep page itself; the others have a page each.
+VIEW_NAMES = tuple(name for name in VIEWS if name != "landscape")
 
 router = APIRouter(include_in_schema=False)
 
@@ -37,6 +48,11 @@ def sweeps_page() -> HTMLResponse:
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
 def sweep_page(sweep_id: Annotated[str, Path(max_length=64)]) -> HTMLResponse:
     return HTMLResponse(sweep_page_html(sweep_id), headers=_PAGE_CACHE)
+
+
+@router.get("/sweeps/{sweep_id}/{view}", response_class=HTMLResponse)
+def view_page(sweep_id: Annotated[str, Path(max_length=64)], view: Literal[VIEW_NAMES]) -> HTMLResponse:  # type: ignore[valid-type]
+    return HTMLResponse(view_page_html(sweep_id, view), headers=_PAGE_CACHE)
 
 
 @lru_cache(maxsize=1)

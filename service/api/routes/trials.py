@@ -1,20 +1,37 @@
-"""A sweep's trials: paginated JSON, and the whole record as CSV or JSON."""
+"""A sweep's trials: paginated JSON, and the whole record streamed as CSV or JSON.
+
+A page is read with LIMIT/OFFSET in the database (filters on variant, facet and state in SQL); an export is a
+stream of pages (keyset over trial numbers), so neither ever holds the whole record. Exports are big readers: at
+most `EXPORT_STREAMS` stream at once, reading in threads of their own (one database connection each, between
+pages none), and the others wait for a turn without holding a thread or a connection, so exports cannot starve the
+status reads of threads, connections or the request slots (which a stream gives back before its first byte), nor,
+pausing between pages while the server is busy (`_bounded`), of the interpreter.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
+import anyio
+from anyio.lowlevel import RunVar
 from fastapi import APIRouter, Query
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from hpscape.service.api.deps import OptunaDep, SweepDep
 from hpscape.service.api.schemas import ErrorOut, SweepExport, TrialList, TrialStateName
-from hpscape.service.api.views import row_spec, sweep_out, sweep_trials
-from hpscape.service.progress import trials_csv
+from hpscape.service.api.views import json_export_chunks, row_spec, trial_list_json
+from hpscape.service.progress import csv_chunks, trial_page
 
 router = APIRouter(prefix="/api/v1/sweeps", tags=["trials"])
 
 _ERRORS = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+# Exports streaming at once (per event loop, i.e. per server process); each reads in a thread of its own.
+EXPORT_STREAMS = 2
+# A yield to the event loop that takes longer than this means it is serving other requests (an idle one: ~0.05 ms).
+BUSY_LOOP_LAG_S = 0.002
+_EXPORT_BUDGET: RunVar[tuple[anyio.Semaphore, anyio.CapacityLimiter]] = RunVar("hpscape_export_budget")
 
 
 @router.get("/{sweep_id}/trials", response_model=TrialList, responses=_ERRORS)
@@ -22,31 +39,81 @@ def get_trials(
     row: SweepDep,
     storage: OptunaDep,
     variant: Annotated[str | None, Query(max_length=32, description="only this variant, e.g. sgdw")] = None,
+    facet: Annotated[str | None, Query(max_length=200, description="only this facet value of a faceted sweep, "
+                                                                   "AXIS=VALUE (e.g. schedule=step)")] = None,
     state: Annotated[TrialStateName | None, Query(description="only trials in this state")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
-) -> TrialList:
-    """A sweep's trials (variant order, then trial number): parameters, state, metrics, epochs, errors."""
-    trials = [t for t in sweep_trials(storage, row)
-              if (variant is None or t.variant == variant) and (state is None or t.state == state)]
-    return TrialList(items=trials[offset: offset + limit], total=len(trials), limit=limit, offset=offset)
+    history: Annotated[bool, Query(description="include each trial's per-epoch history (about 0.5 kB per epoch: "
+                                   "most of a page); false: history is null")] = True,
+) -> Response:
+    """A sweep's trials (variant order, then trial number): parameters, state, metrics, epochs, errors, and the
+    per-epoch history."""
+    items, total = trial_page(storage, row.record_name, row_spec(row), offset=offset, limit=limit, variant=variant,
+                              facet=facet, state=state, history=history)
+    return Response(trial_list_json(items, total=total, limit=limit, offset=offset), media_type="application/json")
+
+
+def _export_budget() -> tuple[anyio.Semaphore, anyio.CapacityLimiter]:
+    budget = _EXPORT_BUDGET.get(None)
+    if budget is None:
+        budget = (anyio.Semaphore(EXPORT_STREAMS), anyio.CapacityLimiter(EXPORT_STREAMS))
+        _EXPORT_BUDGET.set(budget)
+    return budget
+
+
+def _next(chunks: Iterator[bytes | str]) -> tuple[bytes | None, float]:
+    """The next chunk and the CPU seconds this thread spent on it."""
+    started = time.thread_time()
+    chunk = next(chunks, None)
+    data = chunk.encode() if isinstance(chunk, str) else chunk
+    return data, time.thread_time() - started
+
+
+async def _loop_lag() -> float:
+    """Seconds the event loop took to come back to this task: how much other work (requests) it has."""
+    started = time.perf_counter()
+    await anyio.sleep(0)
+    return time.perf_counter() - started
+
+
+async def _bounded(chunks: Iterator[bytes | str]) -> AsyncIterator[bytes]:
+    """`chunks` read a page at a time in an export thread, once this stream has its turn.
+
+    A page's thread holds the GIL while it works, which the event loop (every other request) needs too: when the
+    loop has other work, the stream waits as long as its page took before the next one, so streams use at most
+    about half the interpreter while a server is busy and all of it while it is idle.
+    """
+    turns, threads = _export_budget()
+    try:
+        async with turns:
+            while True:
+                chunk, used = await anyio.to_thread.run_sync(_next, chunks, limiter=threads)
+                if chunk is None:
+                    break
+                yield chunk
+                if await _loop_lag() > BUSY_LOOP_LAG_S:
+                    await anyio.sleep(used)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
 
 
 @router.get(
     "/{sweep_id}/export.csv",
-    response_class=Response,
+    response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "one row per trial"},
                **_ERRORS},
 )
-def export_csv(row: SweepDep, storage: OptunaDep) -> Response:
-    """Every trial of the sweep as CSV, one row per trial (sweep id and variant first)."""
-    rows = [t.model_dump() for t in sweep_trials(storage, row)]
-    text = trials_csv(rows, row_spec(row).swept_axes, extra={"sweep_id": row.id})
-    return Response(text, media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{row.record_name}.csv"'})
+def export_csv(row: SweepDep, storage: OptunaDep) -> StreamingResponse:
+    """Every trial of the sweep as CSV, one row per trial (sweep id and variant first), streamed."""
+    chunks = csv_chunks(storage, row.record_name, row_spec(row), extra={"sweep_id": row.id})
+    return StreamingResponse(_bounded(chunks), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{row.record_name}.csv"'})
 
 
 @router.get("/{sweep_id}/export.json", response_model=SweepExport, responses=_ERRORS)
-def export_json(row: SweepDep, storage: OptunaDep) -> SweepExport:
-    """The sweep, its spec and every trial in one JSON document."""
-    return SweepExport(sweep=sweep_out(row), spec=row.spec, trials=sweep_trials(storage, row))
+def export_json(row: SweepDep, storage: OptunaDep) -> StreamingResponse:
+    """The sweep, its spec and every trial in one JSON document, streamed."""
+    return StreamingResponse(_bounded(json_export_chunks(storage, row)), media_type="application/json")
