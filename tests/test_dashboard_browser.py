@@ -30,7 +30,7 @@ LRWD_FINISHED = LRWD_TOTAL - 20  # 4 queued and 1 running trial per variant
 
 
 @contextmanager
-def _serving(app: Any) -> Iterator[str]:
+def serving(app: Any) -> Iterator[str]:
     """`app` on a free port of 127.0.0.1 (uvicorn in a thread); yields its base URL."""
     import uvicorn
 
@@ -53,7 +53,7 @@ def _serving(app: Any) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The controller on a free port, serving the seeded sweeps."""
-    with seeded_service(tmp_path_factory.mktemp("browser")) as (app, sweeps), _serving(app) as base:
+    with seeded_service(tmp_path_factory.mktemp("browser")) as (app, sweeps), serving(app) as base:
         yield {"base": base, "sweeps": sweeps, "app": app}
 
 
@@ -448,7 +448,7 @@ def mech_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
             session.commit()
             sweep_id, record = row.id, row.record_name
         record_sweep(f"sqlite:///{path}", spec.model_copy(update={"name": record}), _telemetry_metrics)
-        with _serving(app) as base:
+        with serving(app) as base:
             yield {"base": base, "id": sweep_id, "record": record}
     finally:
         state.close()

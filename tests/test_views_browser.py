@@ -6,8 +6,6 @@ Needs /usr/bin/chromium (`make chromium`); never `playwright install`. Screensho
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ from typing import Any
 import pytest
 from recorded import record_sweep
 from test_api_views import _loss
-from test_dashboard_browser import browser, token_page  # noqa: F401 (browser: a fixture)
+from test_dashboard_browser import browser, serving, token_page  # noqa: F401 (browser: a fixture)
 
 from hpscape.landscapes import SweepSpec, get_preset
 
@@ -27,7 +25,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The controller on a free port, holding one fully recorded sweep with an `epochs` facet (all views apply)."""
-    import uvicorn
     from conftest import _api_factory
 
     tmp = tmp_path_factory.mktemp("views_browser")
@@ -40,20 +37,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         row = api.client.post("/api/v1/sweeps", json=body, headers=api.auth("alice")).json()
         spec = SweepSpec.model_validate(body).model_copy(update={"name": row["record_name"]})
         record_sweep(url, spec, _loss)
-        server = uvicorn.Server(uvicorn.Config(api.app, host="127.0.0.1", port=0, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                pytest.fail("the controller did not start within 30 s")
-            time.sleep(0.05)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        try:
-            yield {"base": f"http://127.0.0.1:{port}", "id": row["id"], "token": api.tokens["alice"]}
-        finally:
-            server.should_exit = True
-            thread.join(timeout=15)
+        with serving(api.app) as base:
+            yield {"base": base, "id": row["id"], "token": api.tokens["alice"]}
 
 
 @pytest.fixture
@@ -91,6 +76,8 @@ def test_the_curves_view_also_draws_error_against_training_loss(page: Any, live:
 def test_the_sweep_page_links_to_its_views(page: Any, live: dict[str, Any]) -> None:
     page.goto(f"{live['base']}/sweeps/{live['id']}")
     page.wait_for_function("document.querySelectorAll('#views a').length === 4", timeout=30_000)
+    # Leaving while the page still loads its trials table would abort that request (reported as an error).
+    page.wait_for_load_state("networkidle")
     page.locator("#views a", has_text="budget").click()
     page.wait_for_function("window.hpscape && window.hpscape.renders > 0", timeout=30_000)
     assert page.url.endswith(f"/sweeps/{live['id']}/budget")
