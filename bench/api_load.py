@@ -16,8 +16,8 @@ machine less than the server does):
 
 - ``GET /`` (a redirect: no database, no auth) is the baseline; every row's requests/s is also given as a ratio
   of it, measured in the same run;
-- sweep status, sweep list, ``/trials?limit=50`` at random offsets (with the per-epoch histories, about 2.5 MB a
-  page, and without them);
+- sweep status, sweep list, ``/trials?limit=50`` at random offsets (the default, without the per-epoch histories,
+  about 33 kB a page; and ``history=true``, about 2.8 MB);
 - sweep status again while `--exporters` clients stream ``export.csv`` / ``export.json`` in a loop.
 
 In every phase a tokenless ``/healthz`` on a new connection every 0.25 s (what a load balancer sends) is timed too.
@@ -223,6 +223,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--exporters", type=int, default=8, help="clients streaming exports in the last phase")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per phase")
+    parser.add_argument("--warmup", type=float, default=0.0,
+                        help="seconds of the same load before each phase's measured seconds, not counted (0: the "
+                             "phase starts on a cold server, and its first requests fill the caches)")
     parser.add_argument("--sweeps", type=int, default=200, help="queued sweeps besides the one with a record")
     parser.add_argument("--status-cache-s", type=float, default=1.0,
                         help="the server's HPSCAPE_STATUS_CACHE_S (0: every status request reads Optuna)")
@@ -251,8 +254,8 @@ def main() -> None:
         ("GET /api/v1/sweeps?limit=50", lambda rng: "/api/v1/sweeps?limit=50", 0, ""),
         ("GET /trials?limit=50 (random offset)",
          lambda rng: f"{base}/trials?limit=50&offset={rng.randrange(0, total, 50)}", 0, "p99 <= 100 ms"),
-        ("GET /trials?limit=50&history=false",
-         lambda rng: f"{base}/trials?limit=50&history=false&offset={rng.randrange(0, total, 50)}", 0, ""),
+        ("GET /trials?limit=50&history=true",
+         lambda rng: f"{base}/trials?limit=50&history=true&offset={rng.randrange(0, total, 50)}", 0, ""),
         (f"GET sweep status, {args.exporters} exports streaming", lambda rng: base, args.exporters,
          "p99 <= 200 ms"),
     ]
@@ -276,11 +279,10 @@ def main() -> None:
                     [spy, "record", "-p", str(server.pid), "-d", str(int(args.duration) + 1), "-r", "100",
                      "--nonblocking", "--gil", "-f", "raw", "-o", str(Path(args.profile) / f"phase{k}.raw")],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            cpu_before = cpu_seconds(server.pid)
             main_result, export_result = asyncio.run(run_phase(
                 port, token, args.clients, args.duration, path_of, exporters,
-                (f"{base}/export.csv", f"{base}/export.json")))
-            main_result.server_cpu = cpu_seconds(server.pid) - cpu_before
+                (f"{base}/export.csv", f"{base}/export.json"), args.warmup,
+                lambda: cpu_seconds(server.pid)))
             if recorder is not None:
                 recorder.wait(60)
             results.append((main_result, export_result))

@@ -83,14 +83,18 @@ class Result:
 
 
 async def run_phase(port: int, token: str, clients: int, duration: float, path_of: Callable[[random.Random], str],
-                    exporters: int = 0, export_paths: tuple[str, ...] = ()) -> tuple[Result, Result]:
-    """`clients` closed-loop clients on `path_of(rng)` for `duration` s (and `exporters` streaming exports)."""
+                    exporters: int = 0, export_paths: tuple[str, ...] = (), warmup: float = 0.0,
+                    server_cpu: Callable[[], float] | None = None) -> tuple[Result, Result]:
+    """`clients` closed-loop clients on `path_of(rng)` for `duration` s (and `exporters` streaming exports), after
+    `warmup` s of the same load that are not counted (the server's caches fill from cold there); `server_cpu()`
+    (the server's CPU seconds so far) is read when the counted seconds start and end."""
     main, exports = Result(), Result()
     warm = Connection(port, token)
     for _ in range(5):
         await warm.get(path_of(random.Random(0)))
     warm.close()
-    stop_at = time.perf_counter() + duration
+    measure_from = time.perf_counter() + warmup
+    stop_at = measure_from + duration
 
     async def client(seed: int) -> None:
         rng, connection = random.Random(seed), Connection(port, token)
@@ -101,6 +105,8 @@ async def run_phase(port: int, token: str, clients: int, duration: float, path_o
                     status, _ = await connection.get(path_of(rng))
                 except (OSError, asyncio.IncompleteReadError):
                     status = 0
+                if started < measure_from:
+                    continue
                 if status in (200, 307):
                     main.latencies.append(time.perf_counter() - started)
                 else:
@@ -135,7 +141,8 @@ async def run_phase(port: int, token: str, clients: int, duration: float, path_o
                 status = 0
             finally:
                 connection.close()
-            main.health.append(time.perf_counter() - started if status == 200 else math.inf)
+            if started >= measure_from:
+                main.health.append(time.perf_counter() - started if status == 200 else math.inf)
             await asyncio.sleep(0.25)
 
     background = [asyncio.create_task(exporter(k)) for k in range(exporters)]
@@ -143,8 +150,17 @@ async def run_phase(port: int, token: str, clients: int, duration: float, path_o
         await asyncio.sleep(1.0)  # let the streams start
     received_before = [connection.received for connection in streams]
     started = time.perf_counter()
-    await asyncio.gather(prober(), *(client(i) for i in range(clients)))
-    main.elapsed = exports.elapsed = time.perf_counter() - started
+    cpu_at_start: list[float] = []
+
+    async def cpu_mark() -> None:
+        await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+        if server_cpu is not None:
+            cpu_at_start.append(server_cpu())
+
+    await asyncio.gather(prober(), cpu_mark(), *(client(i) for i in range(clients)))
+    if server_cpu is not None:
+        main.server_cpu = server_cpu() - cpu_at_start[0]
+    main.elapsed = exports.elapsed = time.perf_counter() - max(started, measure_from)
     exports.bytes = sum(c.received for c in streams) - sum(received_before)  # what streamed while the clients ran
     for task in background:
         task.cancel()
@@ -215,9 +231,9 @@ def profile_reads(storage_url: str, sweep_id: str, top: int) -> list[tuple[str, 
             rows, total = list_sweeps(session, limit=50)
             return [sweep_out(r).model_dump_json() for r in rows], total
 
-    def trials() -> Any:
+    def trials(history: bool = True) -> Any:
         offset = rng.randrange(0, row.total_trials, 50)
-        items, total = trial_page(storage, row.record_name, spec, offset=offset, limit=50)
+        items, total = trial_page(storage, row.record_name, spec, offset=offset, limit=50, history=history)
         return trial_list_json(items, total=total, limit=50, offset=offset)
 
     def export_csv() -> int:
@@ -228,7 +244,9 @@ def profile_reads(storage_url: str, sweep_id: str, top: int) -> list[tuple[str, 
 
     status()  # the summary of finished trials is kept between polls: profile the steady state
     cases = [("GET sweep status (no status cache)", status, 50), ("GET /api/v1/sweeps?limit=50", listing, 50),
-             ("GET /trials?limit=50", trials, 50), ("GET export.csv (whole sweep)", export_csv, 1),
+             ("GET /trials?limit=50 (history=false, the default)", lambda: trials(history=False), 50),
+             ("GET /trials?limit=50&history=true", trials, 50),
+             ("GET export.csv (whole sweep)", export_csv, 1),
              ("GET export.json (whole sweep)", export_json, 1)]
     out = []
     for label, fn, calls in cases:

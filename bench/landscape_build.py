@@ -42,8 +42,10 @@ from hpscape.landscapes import (  # noqa: E402
     SPEC_ATTR,
     Cell,
     build_sweep_landscapes,
+    clear_coupling_cache,
     clear_landscape_cache,
     coupling_metrics,
+    coupling_metrics_by_key,
     get_preset,
     list_sweep_studies,
     lr_by_family,
@@ -128,6 +130,7 @@ def measure_server(storage: Any, name: str, repeats: int) -> dict[str, list[floa
     def cold(fn: Callable[[], Any]) -> Callable[[], Any]:
         def run() -> Any:
             clear_landscape_cache()
+            clear_coupling_cache()
             return fn()
         return run
 
@@ -140,7 +143,9 @@ def measure_server(storage: Any, name: str, repeats: int) -> dict[str, list[floa
     rows["read + aggregate, cold (every trial)"], lands = _time(cold(lambda: build_sweep_landscapes(storage, name)),
                                                                 repeats)
     rows["read + aggregate, warm (changes only)"], _ = _time(lambda: build_sweep_landscapes(storage, name), repeats)
-    rows["coupling metrics"], _ = _time(lambda: {v: coupling_metrics(land) for v, land in lands.items()}, repeats)
+    rows["coupling metrics, cold"], _ = _time(cold(lambda: coupling_metrics_by_key(lands)), repeats)
+    rows["coupling metrics, one at a time, cold"], _ = _time(
+        cold(lambda: {v: coupling_metrics(land) for v, land in lands.items()}), repeats)
     rows["landscape JSON, cold (target <= 300)"], _ = _time(cold(lambda: payload(False)), repeats)
     rows["landscape JSON, warm"], text = _time(lambda: payload(False), repeats)
     rows["  ... JSON size (kB)"] = [len(text) / 1000]
@@ -181,6 +186,7 @@ def measure_http(app: Any, sweep_id: str, repeats: int) -> dict[str, list[float]
 
     rows: dict[str, list[float]] = {}
     clear_landscape_cache()
+    clear_coupling_cache()
     with TestClient(app) as client:
         for label, params in (("GET /landscape (first: cold, then warm)", {}),
                               ("GET /landscape?figure=true", {"figure": "true"})):
@@ -241,6 +247,7 @@ def profile_cold(storage: Any, name: str, top: int) -> None:
     import pstats
 
     clear_landscape_cache()
+    clear_coupling_cache()
     profiler = cProfile.Profile()
     profiler.enable()
     json.dumps(landscape_payload(build_sweep_landscapes(storage, name), sweep={"id": name}, metric="test_error",

@@ -12,7 +12,7 @@ from typing import Any
 
 import plotly.io as pio
 
-from hpscape.landscapes import CouplingMetrics, Landscape, coupling_metrics
+from hpscape.landscapes import CouplingMetrics, Landscape, coupling_metrics_by_key
 
 from .figures import sweep_figure
 from .format import default_clip
@@ -80,7 +80,7 @@ def landscape_figure(
     metric = next(iter(landscapes.values())).metric if landscapes else "test_error"
     used = clip or default_clip(landscapes.values(), metric, dataset=dataset)
     if coupling is None:
-        coupling = {key: coupling_metrics(land) for key, land in landscapes.items()}
+        coupling = coupling_metrics_by_key(landscapes)
     return sweep_figure(landscapes, clip=used, coupling=coupling, show_model=show_model, width=1300, title=title)
 
 
@@ -135,5 +135,6 @@ def grid_csv(landscapes: Mapping[str, Landscape], *, axes: tuple[str, str] | Non
 
 def grid_json(landscapes: Mapping[str, Landscape]) -> str:
     """The aggregated grids (`Landscape.to_dict`) and coupling metrics of every study, keyed by study key."""
-    body = {key: {**land.to_dict(), "coupling": coupling_metrics(land).to_dict()} for key, land in landscapes.items()}
+    coupling = coupling_metrics_by_key(landscapes)
+    body = {key: {**land.to_dict(), "coupling": coupling[key].to_dict()} for key, land in landscapes.items()}
     return json.dumps(body, allow_nan=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hpscape.landscapes import LANDSCAPE_METRICS, Landscape, coupling_metrics
+from hpscape.landscapes import LANDSCAPE_METRICS, Landscape, coupling_metrics_by_key
 from hpscape.landscapes.variants import variant_label
 
 from .figures import sweep_figure
@@ -47,7 +47,7 @@ def landscape_payload(
     `clip` overrides the default colour range; `figure` adds the plotly figure of the page.
     `landscapes` (and the body's "landscapes") are keyed by study key: 'sgdw', or 'sgdw/schedule=step'.
     """
-    coupling = {key: coupling_metrics(land) for key, land in landscapes.items()}
+    coupling = coupling_metrics_by_key(landscapes)
     default = default_clip(landscapes.values(), metric, dataset=sweep.get("dataset"))
     used = clip if clip is not None else default
     first = next(iter(landscapes.values()), None)

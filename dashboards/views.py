@@ -24,7 +24,7 @@ from hpscape.landscapes import (
     at_train_loss,
     budget_study,
     budget_supported,
-    coupling_metrics,
+    coupling_metrics_by_key,
     landscape_pairs,
     restart_epochs,
 )
@@ -78,7 +78,7 @@ def available_views(spec: SweepSpec | None) -> list[str]:
 
 def facet_view(landscapes: Mapping[str, Landscape], *, dataset: str | None = None,
                clip: tuple[float, float] | None = None, title: str | None = None) -> dict[str, Any]:
-    coupling = {key: coupling_metrics(land) for key, land in landscapes.items()}
+    coupling = coupling_metrics_by_key(landscapes)
     metric = next(iter(landscapes.values())).metric if landscapes else "test_error"
     used = clip or default_clip(landscapes.values(), metric, dataset=dataset)
     rows = []

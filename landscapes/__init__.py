@@ -7,7 +7,15 @@ workers can all share it.
 
 from .axes import AXES, AXIS_NAMES, FACET_AXES, GRID_AXES, OPTIMIZER_AXES, Axis, axis_applies, get_axis
 from .budget import BudgetPoint, BudgetTrend, budget_study, budget_supported
-from .coupling import DEFAULT_BASIN_TOLERANCE, AxisOptimum, CouplingMetrics, axis_optimum, coupling_metrics
+from .coupling import (
+    DEFAULT_BASIN_TOLERANCE,
+    AxisOptimum,
+    CouplingMetrics,
+    axis_optimum,
+    clear_coupling_cache,
+    coupling_metrics,
+    coupling_metrics_by_key,
+)
 from .curves import (
     MAX_CURVE_CELLS,
     AnytimeSpeedup,
@@ -173,8 +181,10 @@ __all__ = [
     "axis_applies",
     "build_landscape",
     "build_sweep_landscapes",
+    "clear_coupling_cache",
     "clear_landscape_cache",
     "coupling_metrics",
+    "coupling_metrics_by_key",
     "dump_spec",
     "ensure_sqlite_dir",
     "fig2_weight_decays",

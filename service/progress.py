@@ -19,7 +19,7 @@ from optuna.storages import BaseStorage
 
 from hpscape.landscapes import SweepSpec, study_key, sweep_summary
 from hpscape.landscapes.record import Attr
-from hpscape.landscapes.record.summary import TrialRecord, iter_sweep_trials, sweep_trial_page
+from hpscape.landscapes.record.pages import TrialRecord, iter_sweep_trials, sweep_trial_page
 
 __all__ = [
     "EXPORT_PAGE",

@@ -48,7 +48,8 @@ class Settings(BaseSettings):
         default=3, ge=1, description="Times a sweep's driver is (re)started before the sweep is marked failed."
     )
     status_cache_s: float = Field(
-        default=1.0, ge=0, description="How long a sweep's progress read from Optuna is reused by status requests."
+        default=1.0, ge=0, description="How long a sweep's status, and a page of its trials without histories, read "
+        "from Optuna is reused for the requests asking for it (0: every request reads)."
     )
     stale_after_s: float = Field(
         default=300.0, gt=0,

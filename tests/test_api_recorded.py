@@ -80,7 +80,8 @@ def test_a_recorded_sweep_is_listed_read_only_with_its_status_and_landscape(stor
     landscape = api.client.get(f"{SWEEPS}/{sweep['id']}/landscape", headers=api.auth("alice"))
     assert landscape.status_code == 200, landscape.text
     assert set(landscape.json()["variants"]) == {"sgd", "sgdw"}
-    trials = api.client.get(f"{SWEEPS}/{sweep['id']}/trials", params={"limit": 3}, headers=api.auth("alice")).json()
+    trials = api.client.get(f"{SWEEPS}/{sweep['id']}/trials", params={"limit": 3, "history": "true"},
+                            headers=api.auth("alice")).json()
     assert trials["total"] == 8 and len(trials["items"]) == 3 and len(trials["items"][0]["history"]) == 3
 
     with api.state.sessions() as session:

@@ -31,7 +31,7 @@ from hpscape.landscapes.record import (
     record_epoch,
 )
 from hpscape.landscapes.record._optuna import storage_of, study_id_of
-from hpscape.landscapes.record.summary import count_sweep_trials, iter_sweep_trials, sweep_trial_page
+from hpscape.landscapes.record.pages import count_sweep_trials, iter_sweep_trials, sweep_trial_page
 from hpscape.service.api.schemas import SweepExport, TrialOut
 from hpscape.service.api.views import json_export_chunks, sweep_out
 from hpscape.service.db.models import SweepRow
@@ -149,7 +149,7 @@ def test_pages_and_filters_are_exactly_the_all_trials_result(shared_api, faceted
         wanted = [t.model_dump(mode="json") for t in everything if _matches(t, variant, facet, state)]
         for limit, offset in ((1000, 0), (3, 0), (3, 2), (5, 3), (1, len(wanted) - 1), (4, len(wanted)), (2, 40)):
             params = {k: v for k, v in {"variant": variant, "facet": facet, "state": state}.items() if v}
-            body = api.client.get(url, params={**params, "limit": limit, "offset": max(0, offset)},
+            body = api.client.get(url, params={**params, "limit": limit, "offset": max(0, offset), "history": "true"},
                                   headers=api.auth("bob")).json()
             assert body["total"] == len(wanted), (params, limit, offset)
             assert body["items"] == wanted[max(0, offset): max(0, offset) + limit], (params, limit, offset)
@@ -164,8 +164,10 @@ def test_pages_without_history_are_the_same_trials_with_history_null(shared_api,
     everything = old_trials(storage, sweep["record_name"], spec)
     url = f"{SWEEPS}/{sweep['id']}/trials"
     for params in ({"limit": 1000}, {"limit": 3, "offset": 5, "state": "COMPLETE"}):
-        full = api.client.get(url, params=params, headers=api.auth("bob")).json()
+        full = api.client.get(url, params={**params, "history": "true"}, headers=api.auth("bob")).json()
         bare = api.client.get(url, params={**params, "history": "false"}, headers=api.auth("bob")).json()
+        default = api.client.get(url, params=params, headers=api.auth("bob")).json()
+        assert default == bare, "histories are opt-in"
         assert full["total"] == bare["total"] and len(bare["items"]) == len(full["items"]) > 0
         assert any(item["history"] for item in full["items"])
         assert bare["items"] == [{**item, "history": None} for item in full["items"]], params
@@ -239,6 +241,42 @@ def test_keyset_pages_neither_repeat_nor_skip_while_trials_are_added(storage_url
     storage.engine.dispose()
 
 
+def test_kept_finished_records_are_the_records_and_running_ones_are_read_again(storage_url, monkeypatch):
+    """Pages without histories keep finished trials' records; a trial that finishes is read (and kept) anew."""
+    from hpscape.landscapes.record import _optuna, pages
+
+    storage = make_storage(storage_url)
+    spec = SweepSpec.model_validate({k: v for k, v in FACETED.items() if k != "facet"} | {"variants": ["sgd"]})
+    study = open_study(storage, "kept", "sgd")
+    enqueue_cells(study, spec.cells("sgd"), epochs_budget=3)
+    first = claim_next(study)
+    assert first is not None
+    finish_trial(study, first, {"test_error": 0.25, "test_loss": 0.5, "train_loss": 0.1}, objective="test_error")
+    running = claim_next(study)
+    assert running is not None
+    read = lambda: sweep_trial_page(storage, "kept", spec.studies(), offset=0, limit=10, history=False)[0]  # noqa: E731
+    pages.clear_record_cache()
+    detailed: list[int] = []
+    page = _optuna.trial_page
+    monkeypatch.setattr(_optuna, "trial_page", lambda *a, known=None, **k: [
+        (detailed.append(row["number"]) if row["user_attrs"] is not None else None) or row
+        for row in page(*a, known=known, **k)])
+    cold = read()
+    assert sorted(detailed) == list(range(len(cold)))  # every detail read once
+    detailed.clear()
+    warm = read()
+    assert warm == cold and sorted(detailed) == sorted(r.number for _, r in cold if r.state not in ("COMPLETE",
+                                                                                                   "FAIL", "PRUNED"))
+    finish_trial(study, running, {"test_error": 0.125, "test_loss": 0.4, "train_loss": 0.2}, objective="test_error")
+    detailed.clear()
+    after = dict((r.number, r) for _, r in read())
+    assert after[running].state == "COMPLETE" and after[running].attr("test_error") == 0.125
+    assert running in detailed
+    pages.clear_record_cache()
+    assert [r for _, r in read()] == list(after.values())
+    storage.engine.dispose()
+
+
 def test_pages_of_a_storage_without_sql_come_from_optunas_api():
     storage = InMemoryStorage()
     spec = SweepSpec.model_validate(FACETED)
@@ -272,3 +310,25 @@ def test_concurrent_exports_beyond_the_stream_budget_all_finish_and_status_still
     assert sorted(status for _, status, _ in results) == [200] * 10
     sizes = {path: {size for p, _, size in results if p == path} for path in ("/export.csv", "/export.json")}
     assert all(len(found) == 1 for found in sizes.values()), f"every export of one record is the same: {sizes}"
+
+
+def test_a_page_without_histories_is_read_once_per_status_cache_and_one_with_them_every_time(make_api, tmp_path):
+    api = make_api(f"sqlite:///{tmp_path / 'optuna.db'}", status_cache_s=60.0)
+    sweep = api.client.post(SWEEPS, json=FACETED, headers=api.auth("alice")).json()
+    spec = SweepSpec.model_validate(FACETED)
+    storage = make_storage(api.settings.storage)
+    record_like_workers(storage, sweep["record_name"], spec)
+    url, params = f"{SWEEPS}/{sweep['id']}/trials", {"variant": "sgd", "facet": "schedule=constant", "limit": 4}
+    first = api.client.get(url, params=params, headers=api.auth("bob")).json()
+    running = next(item for item in first["items"] if item["state"] == "RUNNING")
+    study = open_study(storage, sweep["record_name"], "sgd", spec.studies()[0][1])
+    finish_trial(study, running["number"], {"test_error": 0.5, "test_loss": 1.0}, objective=spec.metric)
+    again = api.client.get(url, params=params, headers=api.auth("bob")).json()
+    assert again == first, "within HPSCAPE_STATUS_CACHE_S the page is the one read"
+    fresh = api.client.get(url, params={**params, "history": "true"}, headers=api.auth("bob")).json()
+    assert {item["number"]: item["state"] for item in fresh["items"]}[running["number"]] == "COMPLETE"
+    other = api.client.get(url, params={**params, "offset": 1}, headers=api.auth("bob")).json()
+    assert [item["number"] for item in other["items"]] == [item["number"] for item in fresh["items"]][1:]
+    assert api.client.get(f"{SWEEPS}/0000/trials", params=params, headers=api.auth("bob")).status_code == 404
+    assert api.client.get(url, params=params).status_code == 401
+    storage.engine.dispose()

@@ -250,3 +250,58 @@ def test_many_samples_per_cell_do_not_resample_beyond_a_memory_bound() -> None:
         tracemalloc.stop()
     assert peak < 50e6, f"coupling metrics allocated {peak / 1e6:.0f} MB at once"
     assert metrics.ridge_slope_ci is not None and metrics.ridge_slope_ci[0] <= -0.8 <= metrics.ridge_slope_ci[1]
+
+
+def test_seed_resampling_by_counts_matches_gathering_every_pick() -> None:
+    # The bootstrap sums each replicate's seed counts against the values; the direct way gathers every pick.
+    from hpscape.landscapes.coupling.bootstrap import _resampled_moments
+
+    rng = np.random.default_rng(3)
+    samples = rng.normal(1.0, 0.3, (9, 4, 5))
+    samples[rng.random(samples.shape) < 0.25] = np.nan
+    samples[:, 0, 0] = np.nan  # a cell no seed measured
+    samples[1:, 1, 1] = np.nan  # a cell one seed measured
+    picks = rng.integers(0, 9, size=(200, 9))
+    drawn = samples[picks]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want_mean, want_sd = np.nanmean(drawn, axis=1), np.nanstd(drawn, axis=1, ddof=1)
+    mean, n, variance = _resampled_moments(samples, picks)
+    sd = np.sqrt(variance)
+    np.testing.assert_array_equal(n, np.isfinite(drawn).sum(axis=1))
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-12, atol=1e-12)
+    # A replicate that picked one value k times: 0 directly, sqrt(rounding) ~ 1e-8 from the sums.
+    np.testing.assert_allclose(sd, want_sd, rtol=1e-9, atol=1e-7)
+    assert np.isnan(mean[:, 0, 0]).all() and np.isnan(sd[:, 0, 0]).all()
+
+
+def test_metrics_are_remembered_by_content_and_recomputed_when_a_cell_changes() -> None:
+    from hpscape.landscapes import clear_coupling_cache
+
+    rng = np.random.default_rng(5)
+    values = _valley(-0.8)[None] + 0.01 * rng.standard_normal((3, COARSE_LR.size, COARSE_WD.size))
+    clear_coupling_cache()
+    first = coupling_metrics(make_landscape(values, lr=COARSE_LR, wd=COARSE_WD))
+    again = coupling_metrics(make_landscape(values.copy(), lr=COARSE_LR, wd=COARSE_WD))  # equal content
+    assert again is first
+    assert coupling_metrics(make_landscape(values, lr=COARSE_LR, wd=COARSE_WD), tolerance=0.2) is not first
+    changed = values.copy()
+    row, col = np.unravel_index(np.argmin(values.mean(axis=0)), values.shape[1:])
+    changed[:, row, col] += 0.5  # the best cell worse: a new landscape, never the old answer
+    other = coupling_metrics(make_landscape(changed, lr=COARSE_LR, wd=COARSE_WD))
+    assert other is not first and other.to_dict() != first.to_dict()
+    clear_coupling_cache()
+    fresh = coupling_metrics(make_landscape(values, lr=COARSE_LR, wd=COARSE_WD))
+    assert fresh is not first and fresh.to_dict() == first.to_dict()
+
+
+def test_an_optimum_outside_its_replicates_gets_an_interval_that_holds_it() -> None:
+    # quick-budget's AdamW at 5 epochs (one seed): flat on the left, steep on the right. The residual bootstrap's
+    # replicates centre on the row's quadratic, and their percentile interval missed the three-cell estimate.
+    from hpscape.landscapes import axis_optimum
+
+    row = np.array([[0.4515, 0.4510, 0.4562, 0.4798, 0.6069, 0.8451, 1.0586]])
+    optimum = axis_optimum(make_landscape(row, lr=np.array([0.0125]), wd=2.0 ** np.arange(-8, -1)))
+    assert optimum.value is not None and optimum.ci is not None
+    assert optimum.ci[0] <= optimum.value <= optimum.ci[1]
+    assert optimum.note is not None and "widened" in optimum.note

@@ -359,6 +359,45 @@ def test_rdb_fast_path_matches_get_trials(storage_url: str) -> None:
             assert fast == slow, (variant, metric, epoch)
 
 
+def test_packed_read_is_used_and_falls_back_to_rows_on_a_non_numeric_attr(storage_url: str,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-row packed read serves SQLite and PostgreSQL; an attr it cannot parse sends it to the row read."""
+    from hpscape.landscapes.record import _optuna
+
+    storage = make_storage(storage_url)
+    study = seed_sweep(storage, SMALL)["sgd"]
+    packed_reads: list[bool] = []
+    fetch = _optuna.fetch
+    monkeypatch.setattr(_optuna, "fetch", lambda backend, sql: (
+        packed_reads.append("_agg(" in sql or "group_concat(" in sql), fetch(backend, sql))[1])
+    memory = optuna.storages.InMemoryStorage()
+
+    def frozen_copy() -> Study:
+        name = f"copy-{len(memory.get_all_studies())}/sgd"
+        copy = optuna.create_study(storage=memory, study_name=name)
+        copy.set_user_attr(SPEC_ATTR, study.user_attrs[SPEC_ATTR])
+        copy.add_trials(study.get_trials())
+        return copy
+
+    clear_landscape_cache()
+    first = build_landscape(study).to_dict()
+    assert packed_reads == [True]
+    assert {k: v for k, v in first.items() if k not in ("sweep", "study")} == {
+        k: v for k, v in build_landscape(frozen_copy()).to_dict().items() if k not in ("sweep", "study")}
+
+    trial = study.get_trials()[0]
+    with _optuna.rdb_backend(storage).engine.begin() as connection:  # Optuna refuses to touch a finished trial
+        connection.exec_driver_sql(
+            "UPDATE trial_user_attributes SET value_json = '\"seven\"' WHERE key = 'seed' AND trial_id = "
+            f"{_optuna.frozen_trial_id(trial)}")  # not a number
+    clear_landscape_cache()
+    packed_reads.clear()
+    odd = build_landscape(study).to_dict()
+    assert packed_reads == [True, False]  # tried packed, read rows
+    assert {k: v for k, v in odd.items() if k not in ("sweep", "study")} == {
+        k: v for k, v in build_landscape(frozen_copy()).to_dict().items() if k not in ("sweep", "study")}
+
+
 def test_bulk_add_matches_add_trials(sqlite_storage: RDBStorage) -> None:
     trials = sweep_trials(SMALL, "sgd", state_for=lambda v, c: "diverged" if c.seed else "done")[:4]
     bulk = open_study(sqlite_storage, "bulk", "sgd")

@@ -18,7 +18,7 @@ __all__ = ["REPLICATES", "interval", "pooled_sd", "replicates", "standard_errors
 
 REPLICATES = 1000
 _RESAMPLED_SEEDS = 8  # from this many seeds on, the seeds themselves are resampled
-# At most this many drawn values (8 bytes each: 160 MB) in one resample; past it, the parametric bootstrap.
+# At most this many picked values (replicates x seeds x cells) in one resample; past it, the parametric bootstrap.
 _MAX_DRAWN = 20_000_000
 
 
@@ -51,15 +51,13 @@ def replicates(landscape: Landscape, mean: np.ndarray, se: np.ndarray, x: np.nda
     seeds = 0 if samples is None else samples.shape[0]
     if seeds >= _RESAMPLED_SEEDS and count * seeds * mean.size <= _MAX_DRAWN:
         picks = rng.integers(0, seeds, size=(count, seeds))
-        drawn = samples[picks]  # (count, seeds, rows, cols)
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a cell no drawn seed measured: NaN, as meant
-            means = np.nanmean(drawn, axis=1)
-            n = np.sum(np.isfinite(drawn), axis=1)
-            stds = np.nanstd(drawn, axis=1, ddof=1)
-        pooled = np.sqrt(np.nanmean(np.where(n >= 2, stds**2, np.nan), axis=(1, 2)))[:, None, None]
-        draw_se = np.where(n >= 2, stds, np.where(np.isfinite(pooled), pooled, 1.0)) / np.sqrt(np.maximum(n, 1))
-        means = np.where(np.isnan(mean)[None], np.nan, means)
+        means, n, variance = _resampled_moments(samples, picks)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a replicate no cell of which has two seeds: NaN
+            pooled = np.sqrt(np.nanmean(variance, axis=(1, 2)))
+        fill = np.where(np.isfinite(pooled), pooled, 1.0)[:, None, None]
+        draw_se = np.where(n >= 2, np.sqrt(variance), fill) / np.sqrt(np.maximum(n, 1.0))
+        means[:, np.isnan(mean)] = np.nan
         return f"bootstrap over {seeds} seeds", means, draw_se, math.sqrt(seeds / (seeds - 1))
     if seeds >= 2:
         # (Also where resampling would not fit in memory: a binned Bayesian sweep can hold hundreds of trials per
@@ -81,6 +79,40 @@ def replicates(landscape: Landscape, mean: np.ndarray, se: np.ndarray, x: np.nda
     noise = rng.choice(residuals, size=(count, *mean.shape), replace=True)
     means = np.where(np.isfinite(mean), fitted[None] + noise, np.nan)
     return "residual bootstrap over cells (one seed)", means, np.broadcast_to(se, means.shape).copy(), 1.0
+
+
+def _resampled_moments(samples: np.ndarray, picks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per replicate and cell: the mean, count (as float) and variance (ddof 1) of the picked seeds' values; NaN
+    mean without a value, NaN variance with fewer than two.
+
+    A replicate is a seed-count vector, so its sums are matrix products with the (seeds, cells) values: the same
+    numbers as gathering every pick (count x seeds x cells values) and taking NaN-aware moments, at the cost of
+    three small matmuls. Values are centred on each cell's mean first, so the sum of squares loses no precision;
+    the rest is done in place (a replicate array is 1000 x cells, and each temporary costs a millisecond).
+    """
+    count, seeds = picks.shape
+    rows = picks + seeds * np.arange(count)[:, None]
+    weights = np.bincount(rows.ravel(), minlength=count * seeds).reshape(count, seeds).astype(np.float64)
+    flat = samples.reshape(seeds, -1)
+    measured = np.isfinite(flat)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a cell no seed measured
+        centre = np.nan_to_num(np.nanmean(flat, axis=0))
+    deviation = np.where(measured, flat - centre, 0.0)
+    n = weights @ measured.astype(np.float64)
+    first = weights @ deviation
+    variance = weights @ (deviation * deviation)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inverse = 1.0 / n  # inf where no pick has a value: 0 * inf below is NaN, as meant
+        means = first * inverse
+        first *= means  # first^2 / n
+        variance -= first
+        np.maximum(variance, 0.0, out=variance)
+        variance /= n - 1.0
+    variance[n < 2] = np.nan
+    means += centre
+    shape = (count, *samples.shape[1:])
+    return means.reshape(shape), n.reshape(shape), variance.reshape(shape)
 
 
 def _row_quadratics(mean: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,24 +17,30 @@ Only cells with a measured mean count: empty, running and diverged cells are lef
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..landscape.types import Landscape
+from ..lru import LRU
 from .bootstrap import REPLICATES, interval, standard_errors
 from .bootstrap import replicates as bootstrap_draws
+from .cache import landscape_digest
 from .ridge import REASONS, USED, fit_ridge, row_vertices
 from .surface import basin_separability, fit_quadratic
 
-__all__ = ["DEFAULT_BASIN_TOLERANCE", "VERDICT_BAND", "CouplingMetrics", "coupling_metrics"]
+__all__ = ["DEFAULT_BASIN_TOLERANCE", "VERDICT_BAND", "CouplingMetrics", "clear_coupling_cache", "coupling_metrics",
+           "coupling_metrics_by_key"]
 
 # Cells within 10 % of the best value form the basin (0.38 pp at Figure 2's 3.8 % best error).
 DEFAULT_BASIN_TOLERANCE = 0.10
 # A slope whose 95 % interval lies inside +-VERDICT_BAND is "separable"; one wholly below -VERDICT_BAND "coupled".
 VERDICT_BAND = 0.3
 _MIN_ROWS = 3  # an interval from fewer rows says nothing
+# (landscape digest, tolerance, relative, replicates, seed) -> the metrics.
+_CACHE: LRU[tuple[bytes, float, bool, int, int], CouplingMetrics] = LRU(256)
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,30 @@ def coupling_metrics(
     """
     if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance >= 0):
         raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
+    key = (landscape_digest(landscape), float(tolerance), bool(relative), int(replicates), int(seed))
+    cached = _CACHE.get(key)
+    if isinstance(cached, CouplingMetrics):
+        return cached
+    result = _coupling_metrics(landscape, tolerance, relative, replicates, seed)
+    _CACHE.put(key, result)
+    return result
+
+
+def coupling_metrics_by_key(landscapes: Mapping[str, Landscape]) -> dict[str, CouplingMetrics]:
+    """`coupling_metrics` (default arguments) of every landscape of a sweep, keyed alike.
+
+    One after another: the bootstrap is many small numpy steps that hold the GIL, so threads measured no faster.
+    """
+    return {key: coupling_metrics(land) for key, land in landscapes.items()}
+
+
+def clear_coupling_cache() -> None:
+    """Forget remembered metrics (the next request computes them again)."""
+    _CACHE.clear()
+
+
+def _coupling_metrics(landscape: Landscape, tolerance: float, relative: bool, replicates: int,
+                      seed: int) -> CouplingMetrics:
     axes = (landscape.y.name, landscape.x.name)
     units = (landscape.y.scale, landscape.x.scale)
     mean = np.where(landscape.diverged, np.nan, landscape.mean.astype(np.float64))

@@ -64,6 +64,13 @@ def axis_optimum(landscape: Landscape, *, replicates_count: int = REPLICATES, se
         v_b, _, r_b = row_vertices(draw_mean[:, row : row + 1], draw_se[:, row : row + 1], x)
         coordinates = np.where(r_b[:, 0] == USED, v_b[:, 0], np.nan)
         bounds = interval(coordinates, f"{x_axis.name} optimum", notes, estimate, inflate)
+        if bounds is not None and not bounds[0] <= estimate <= bounds[1]:
+            # The replicates centre on the model they were drawn from (each row's quadratic, with one seed), not on
+            # the three cells the estimate comes from: a row far from a parabola puts the estimate outside them.
+            bounds = (min(bounds[0], estimate), max(bounds[1], estimate))
+            notes.append(f"{x_axis.name} optimum: the bootstrap replicates lie to one side of the estimate (the "
+                         "row is far from a parabola around its best cell); the interval is widened to hold it, and "
+                         "is rough (add seeds)")
         if bounds is not None:
             ci = (_value(x_axis.scale, bounds[0]), _value(x_axis.scale, bounds[1]))
     return AxisOptimum(x_axis.name, y_axis.name, row_value, _value(x_axis.scale, estimate), ci,

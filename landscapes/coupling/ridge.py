@@ -110,6 +110,7 @@ def fit_ridge(y: np.ndarray, vertex: np.ndarray, variance: np.ndarray) -> RidgeF
         sxx = (weight * dy**2).sum(axis=1)
         slope = (weight * dy * (xx - x_mean[:, None])).sum(axis=1) / sxx
     rows = used.sum(axis=1)
-    distinct = np.array([np.unique(y[u]).size for u in used])
+    levels, level = np.unique(y, return_inverse=True)
+    distinct = ((used.astype(np.int64) @ (level[:, None] == np.arange(levels.size)[None, :])) > 0).sum(axis=1)
     slope = np.where((distinct >= 2) & (sxx > 0), slope, np.nan)
     return RidgeFit(slope, x_mean - slope * y_mean, rows)

@@ -186,6 +186,11 @@ def _from_sql(backend: RDBStorage, study_id: int, view: View,
     if changed_since is not None:
         max_id, prev = changed_since
         sql += _optuna.CHANGED_SQL.format(max_id=int(max_id), prev=",".join(str(int(i)) for i in prev) or "-1")
+    if view.source != "history":
+        packed = _optuna.packed_columns_sql(sql, backend.engine.dialect.name, STATE_CODES, FAILED)
+        cols = None if packed is None else _from_packed(_optuna.fetch(backend, packed)[0], view)
+        if cols is not None:
+            return cols
     rows = _optuna.fetch(backend, sql)
     if not rows:
         return Columns.empty()
@@ -211,6 +216,32 @@ def _from_sql(backend: RDBStorage, study_id: int, view: View,
         history_blown=attr_blown,
         epochs_done=np.where(np.isfinite(done), done, 0).astype(np.int64),
         seed=_int_attr(cols[10]),
+    )
+
+
+def _from_packed(row: tuple[Any, ...], view: View) -> Columns | None:
+    """The columns from `packed_columns_sql`'s one row; None when a column does not parse (read rows instead)."""
+    count = int(row[0])
+    if count == 0:
+        return Columns.empty()
+
+    def parse(text: str | None, dtype: type) -> np.ndarray:
+        values = np.fromstring(text or "", sep=",", dtype=dtype)  # C parsing; ValueError on anything else
+        if values.size != count:
+            raise ValueError(f"{values.size} values for {count} trials")
+        return values
+
+    try:
+        trial_id, number, category = parse(row[1], np.int64), parse(row[2], np.int64), parse(row[3], np.int64)
+        y, x, measured, attr = (parse(text, np.float64) for text in row[4:8])
+        flagged, done, seed = parse(row[8], np.int64) == 1, parse(row[9], np.float64), parse(row[10], np.float64)
+    except ValueError:
+        return None
+    return _finish(
+        view, trial_id=trial_id, number=number, state=category.astype(np.int8), y=y, x=x, measured=measured,
+        attr=attr if view.source == "final" else None, flagged=flagged, history_blown=None,
+        epochs_done=np.where(np.isfinite(done), done, 0).astype(np.int64),
+        seed=np.where(np.isfinite(seed), seed, -1).astype(np.int64),
     )
 
 
@@ -309,7 +340,7 @@ def _finish(
     *,
     trial_id: np.ndarray,
     number: np.ndarray,
-    state: list[str],
+    state: list[str] | np.ndarray,  # names, or codes (DONE ...)
     y: np.ndarray,
     x: np.ndarray,
     measured: np.ndarray,
@@ -320,7 +351,10 @@ def _finish(
     seed: np.ndarray,
 ) -> Columns:
     """Trial categories and the value each trial contributes at this view (NaN: none)."""
-    category = np.fromiter((STATE_CODES.get(s, FAILED) for s in state), dtype=np.int8, count=len(state))
+    if isinstance(state, np.ndarray):  # already codes
+        category = state.astype(np.int8, copy=True)
+    else:
+        category = np.fromiter((STATE_CODES.get(s, FAILED) for s in state), dtype=np.int8, count=len(state))
     complete = category == DONE
     # A COMPLETE trial flagged diverged (or, at the final epoch, with an infinite objective).
     diverged_trial = complete & flagged

@@ -10,10 +10,12 @@ Every function addresses trials by their NUMBER, so any process holding a storag
 trial, a Ray worker records its epochs and finishes it, the service reads.
 
 - `storage`: URLs and storages;  `studies`: opening studies, finding trials;  `claims`: enqueue, claim, ask;
-- `outcomes`: epochs and endings;  `summary`: counts and best cells;  `throughput`: how fast earlier trials ran;
+- `outcomes`: epochs and endings;  `summary`: counts and best cells;  `pages`: trials page by page;
+- `throughput`: how fast earlier trials ran;
 - `_optuna`: the only use of Optuna internals.
 """
 
+from ._optuna import FINISHED_STATES
 from .attrs import DIVERGED_LOSS, DIVERGED_VALUE, SPEC_ATTR, Attr, diverged_value
 from .claims import ask_bayes, claim_next, enqueue_cells
 from .outcomes import (
@@ -42,6 +44,7 @@ from .throughput import measured_throughput
 __all__ = [
     "DIVERGED_LOSS",
     "DIVERGED_VALUE",
+    "FINISHED_STATES",
     "SPEC_ATTR",
     "Attr",
     "as_storage",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping, Sequence
 
 import optuna
 from optuna.samplers import BaseSampler
@@ -21,12 +22,14 @@ from .attrs import SPEC_ATTR, Attr
 from .storage import as_storage
 
 __all__ = [
+    "existing_study_ids",
     "get_trial",
     "list_sweep_studies",
     "open_study",
     "stored_spec",
     "stored_spec_of",
     "study_key",
+    "sweep_study_names",
     "trial_cell",
     "trial_id",
 ]
@@ -139,3 +142,26 @@ def _validated(text: str) -> SweepSpec | None:
         return SweepSpec.model_validate(json.loads(text))
     except ValidationError:
         return None
+
+
+def sweep_study_names(storage: BaseStorage, sweep: str,
+                      studies: Sequence[tuple[str, Facet | None]] | None) -> dict[str, str]:
+    """Study key -> study name: the given (variant, facet) pairs, or the studies of `sweep` that exist."""
+    if studies is None:
+        return {key: study.study_name for key, study in list_sweep_studies(storage, sweep).items()}
+    return {study_key(variant, facet): study_name(sweep, variant, facet) for variant, facet in studies}
+
+
+def existing_study_ids(storage: BaseStorage, wanted: Mapping[str, str]) -> dict[str, int]:
+    """Study key -> id for the studies that exist (one query on a database)."""
+    backend = _optuna.rdb_backend(storage)
+    if backend is not None:
+        found = _optuna.study_ids(backend, list(wanted.values()))
+        return {key: found[name] for key, name in wanted.items() if name in found}
+    ids = {}
+    for key, name in wanted.items():
+        try:
+            ids[key] = storage.get_study_id_from_name(name)
+        except KeyError:
+            continue
+    return ids

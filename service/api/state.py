@@ -23,6 +23,7 @@ from optuna.storages import BaseStorage
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from hpscape.service.api.trial_pages import FinishedTrialJson
 from hpscape.service.auth import seed_admin_token
 from hpscape.service.db import make_engine, make_session_factory, upgrade
 from hpscape.service.queue import Dispatcher, Launcher, SubprocessLauncher
@@ -102,6 +103,7 @@ class ServiceState:
         self.database_key = self.engine.url.render_as_string(hide_password=True)
         self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
         self.cache = _TTLCache()
+        self.trial_json = FinishedTrialJson()  # finished trials' TrialOut text, for /trials
         self._optuna: BaseStorage | None = None
         self._lock = threading.Lock()
         self._ready = False

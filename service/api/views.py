@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
@@ -27,9 +27,10 @@ from sqlalchemy import Row
 
 from hpscape.landscapes import SweepSpec
 from hpscape.landscapes.record import Attr
-from hpscape.landscapes.record.summary import TrialRecord
+from hpscape.landscapes.record.pages import TrialRecord
 from hpscape.service.api.schemas import SweepDetail, SweepOut, SweepProgress, SweepTimings, TrialOut
 from hpscape.service.api.state import ServiceState
+from hpscape.service.api.trial_pages import FinishedTrialJson
 from hpscape.service.db.models import SweepRow, utcnow
 from hpscape.service.progress import EXPORT_PAGE, iter_sweep_trials, raw_history, summarize, trial_row
 
@@ -110,7 +111,8 @@ class _Reading:
 
 
 class StatusReads:
-    """Per app and event loop: each sweep's status body, reused for `ttl` seconds, one read per sweep at once.
+    """Per app and event loop: each sweep's status body (and each page of its trials without histories, under a
+    key of its query), reused for `ttl` seconds, one read per key at once.
 
     Fifty clients polling a sweep cost one read (a database slot, a thread, the row, the record's summary, the
     JSON) per `ttl`; a request that finds a fresh answer awaits nothing. The timings in it (elapsed, ETA) are of
@@ -139,17 +141,22 @@ class StatusReads:
 
     async def get(self, sweep_id: str, ttl: float, read: Callable[[], Status],
                   slot: Callable[[], AbstractAsyncContextManager[Any]]) -> Status:
-        """`read()` (run in a worker thread while holding a `slot()`), or its answer of less than `ttl` s ago."""
+        """`read()` (run in a worker thread while holding a `slot()`), or its answer of less than `ttl` s ago; while
+        another request reads it again, the previous answer if it is less than 2 `ttl` old (so the clients of a
+        popular key wait for one read per `ttl` between them, not each in turn)."""
         if ttl <= 0:
             async with slot():
                 return await anyio.to_thread.run_sync(read)
         while True:
             hit = self._fresh.get(sweep_id)
-            if hit is not None and hit[0] > time.monotonic():
+            now = time.monotonic()
+            if hit is not None and hit[0] > now:
                 return hit[1]
             pending = self._reading.get(sweep_id)
             if pending is None:
                 break
+            if hit is not None and hit[0] + ttl > now:
+                return hit[1]
             await pending.done.wait()
             if pending.error is not None:
                 raise pending.error
@@ -174,6 +181,8 @@ class StatusReads:
 
 
 _TRIAL_JSON = TypeAdapter(TrialOut)
+# The key a trial's JSON is kept under in a FinishedTrialJson, or None: written every time.
+KeptAs = Callable[[str, TrialRecord], Hashable | None]
 _NULL_HISTORY = b'"history":null}'
 
 
@@ -187,14 +196,23 @@ def trial_json(key: str, trial: TrialRecord) -> bytes:
     return b"".join((memoryview(text)[: -len(_NULL_HISTORY)], b'"history":', raw.encode(), b"}"))
 
 
-def _trials_json(items: Iterable[tuple[str, TrialRecord]]) -> bytes:
-    return b",".join([trial_json(key, trial) for key, trial in items])
+def _trials_json(items: Iterable[tuple[str, TrialRecord]], kept: KeptAs | None = None,
+                 cache: FinishedTrialJson | None = None) -> bytes:
+    parts = []
+    for key, trial in items:
+        cache_key = None if kept is None or cache is None else kept(key, trial)
+        if cache_key is None:
+            parts.append(trial_json(key, trial))
+        else:
+            parts.append(cache.get_or_write(cache_key, lambda key=key, trial=trial: trial_json(key, trial)))
+    return b",".join(parts)
 
 
-def trial_list_json(items: Iterable[tuple[str, TrialRecord]], *, total: int, limit: int, offset: int) -> bytes:
-    """A `TrialList` document."""
+def trial_list_json(items: Iterable[tuple[str, TrialRecord]], *, total: int, limit: int, offset: int,
+                    kept: KeptAs | None = None, cache: FinishedTrialJson | None = None) -> bytes:
+    """A `TrialList` document; a trial `kept` gives a key for is written once into `cache` and reused."""
     tail = f'],"total":{int(total)},"limit":{int(limit)},"offset":{int(offset)}}}'.encode()
-    return b"".join((b'{"items":[', _trials_json(items), tail))
+    return b"".join((b'{"items":[', _trials_json(items, kept, cache), tail))
 
 
 def json_export_chunks(storage: BaseStorage, row: SweepRow, *, page_size: int = EXPORT_PAGE) -> Iterator[bytes]:

@@ -241,10 +241,10 @@ def progress_table(snapshot: dict[str, Any]) -> Table:
 def _report_landscapes(spec: Any, storage: str, dashboard: Path) -> None:
     """Print how coupled each variant's landscape is and write the figure as an offline HTML file."""
     from hpscape.dashboards import landscape_html
-    from hpscape.landscapes import build_sweep_landscapes, coupling_metrics
+    from hpscape.landscapes import build_sweep_landscapes, coupling_metrics_by_key
 
     landscapes = build_sweep_landscapes(storage, spec.name, metric=spec.metric, spec=spec)
-    coupling = {v: coupling_metrics(land) for v, land in landscapes.items()}
+    coupling = coupling_metrics_by_key(landscapes)
     console.print(coupling_table(spec.metric, coupling))
     print_collapse_scores(spec, storage)
     dashboard.parent.mkdir(parents=True, exist_ok=True)

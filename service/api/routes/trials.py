@@ -16,12 +16,13 @@ from typing import Annotated
 
 import anyio
 from anyio.lowlevel import RunVar
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response, StreamingResponse
 
-from hpscape.service.api.deps import OptunaDep, SweepDep
+from hpscape.landscapes.record import FINISHED_STATES
+from hpscape.service.api.deps import OptunaDep, ReaderDep, StateDep, SweepDep, get_readable_sweep
 from hpscape.service.api.schemas import ErrorOut, SweepExport, TrialList, TrialStateName
-from hpscape.service.api.views import json_export_chunks, row_spec, trial_list_json
+from hpscape.service.api.views import StatusReads, json_export_chunks, row_spec, trial_list_json
 from hpscape.service.progress import csv_chunks, trial_page
 
 router = APIRouter(prefix="/api/v1/sweeps", tags=["trials"])
@@ -35,23 +36,42 @@ _EXPORT_BUDGET: RunVar[tuple[anyio.Semaphore, anyio.CapacityLimiter]] = RunVar("
 
 
 @router.get("/{sweep_id}/trials", response_model=TrialList, responses=_ERRORS)
-def get_trials(
-    row: SweepDep,
-    storage: OptunaDep,
+async def get_trials(
+    sweep_id: Annotated[str, Path(max_length=64, description="the sweep's id, as returned on submission")],
+    reader: ReaderDep,
+    service: StateDep,
     variant: Annotated[str | None, Query(max_length=32, description="only this variant, e.g. sgdw")] = None,
     facet: Annotated[str | None, Query(max_length=200, description="only this facet value of a faceted sweep, "
                                                                    "AXIS=VALUE (e.g. schedule=step)")] = None,
     state: Annotated[TrialStateName | None, Query(description="only trials in this state")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
-    history: Annotated[bool, Query(description="include each trial's per-epoch history (about 0.5 kB per epoch: "
-                                   "most of a page); false: history is null")] = True,
+    history: Annotated[bool, Query(description="true: include each trial's per-epoch history (about 0.5 kB per "
+                                   "epoch, so most of a page: 50 trials of 100 epochs are 2.8 MB); false (the "
+                                   "default): history is null")] = False,
 ) -> Response:
-    """A sweep's trials (variant order, then trial number): parameters, state, metrics, epochs, errors, and the
-    per-epoch history."""
-    items, total = trial_page(storage, row.record_name, row_spec(row), offset=offset, limit=limit, variant=variant,
-                              facet=facet, state=state, history=history)
-    return Response(trial_list_json(items, total=total, limit=limit, offset=offset), media_type="application/json")
+    """A sweep's trials (variant order, then trial number): parameters, state, metrics, epochs, errors, and with
+    `history=true` the per-epoch history. Finished trials (Optuna never changes them) are kept in memory without
+    their history, as records and as JSON; and like a status, a page without histories is read once per
+    HPSCAPE_STATUS_CACHE_S for every client asking for it (so it may be that old)."""
+
+    def read() -> bytes:
+        with service.sessions() as session:
+            row = get_readable_sweep(sweep_id, reader, session)
+        items, total = trial_page(service.optuna(), row.record_name, row_spec(row), offset=offset, limit=limit,
+                                  variant=variant, facet=facet, state=state, history=history)
+        kept = None if history else (
+            lambda key, trial: (row.record_name, key, trial.number, trial.datetime_complete)
+            if trial.state in FINISHED_STATES else None)
+        return trial_list_json(items, total=total, limit=limit, offset=offset, kept=kept, cache=service.trial_json)
+
+    if history:  # megabytes a page: written for each request, never kept
+        async with service.db_slot():
+            body = await anyio.to_thread.run_sync(read)
+    else:
+        query = "\x00".join(str(part) for part in ("trials", sweep_id, variant, facet, state, offset, limit))
+        body = await StatusReads.of(service).get(query, service.settings.status_cache_s, read, service.db_slot)
+    return Response(body, media_type="application/json")
 
 
 def _export_budget() -> tuple[anyio.Semaphore, anyio.CapacityLimiter]:

@@ -4,9 +4,10 @@ numbers, and their exports (offline HTML, PNG, SVG, PDF, JSON)."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
 
 from hpscape.dashboards import standalone_html
@@ -53,6 +54,21 @@ AngleQuery = Annotated[
           "measured (`measured`), both at the last epoch")]
 
 
+@dataclass
+class ViewQuery:
+    """The query parameters every view route takes (one dependency, so the view and its export cannot drift)."""
+
+    metric: MetricQuery = None
+    metrics: MetricsQuery = None
+    epoch: EpochQuery = None
+    clip_lo: ClipQuery = None
+    clip_hi: ClipQuery = None
+    angle: AngleQuery = None
+
+
+ViewQueryDep = Annotated[ViewQuery, Depends()]
+
+
 def _metric(raw: str | None, default: str, field: str = "metric") -> str:
     metric = (raw or default).strip()
     if metric not in LANDSCAPE_METRICS:
@@ -67,8 +83,9 @@ def _metrics(raw: str | None, spec_metric: str) -> list[str]:
     return list(dict.fromkeys(_metric(part, spec_metric, "metrics") for part in raw.split(",") if part.strip()))
 
 
-def _view_body(view: str, row: Any, storage: Any, metric: str | None, metrics: str | None, epoch: int | None,
-               clip: tuple[float, float] | None, angle: str | None = None) -> dict[str, Any]:
+def _view_body(view: str, row: Any, storage: Any, query: ViewQuery) -> dict[str, Any]:
+    metric, metrics, epoch, angle = query.metric, query.metrics, query.epoch, query.angle
+    clip = _clip(query.clip_lo, query.clip_hi)
     spec = _spec(row)
     why = view_unavailable(view, spec)
     if why is not None:
@@ -122,17 +139,12 @@ def get_view(
     row: SweepDep,
     storage: OptunaDep,
     view: View,
-    metric: MetricQuery = None,
-    metrics: MetricsQuery = None,
-    epoch: EpochQuery = None,
-    clip_lo: ClipQuery = None,
-    clip_hi: ClipQuery = None,
-    angle: AngleQuery = None,
+    query: ViewQueryDep,
 ) -> Response:
     """The view's plotly figure(s), and its numbers as tables (coupling per panel; final values and anytime
     speedups; optimal decay per budget and the exponent; collapse score per variant pair)."""
     started = time.perf_counter()
-    body = _view_body(view, row, storage, metric, metrics, epoch, _clip(clip_lo, clip_hi), angle)
+    body = _view_body(view, row, storage, query)
     body["server_ms"] = round((time.perf_counter() - started) * 1000, 1)
     return _json(body, started)
 
@@ -152,16 +164,11 @@ def export_view(
     storage: OptunaDep,
     settings: SettingsDep,
     view: View,
+    query: ViewQueryDep,
     format: Annotated[Literal["html", "png", "svg", "pdf", "json"], Query(description="html, png, svg, pdf or json")]
     = "html",
-    metric: MetricQuery = None,
-    metrics: MetricsQuery = None,
-    epoch: EpochQuery = None,
-    clip_lo: ClipQuery = None,
-    clip_hi: ClipQuery = None,
-    angle: AngleQuery = None,
 ) -> Response:
-    body = _view_body(view, row, storage, metric, metrics, epoch, _clip(clip_lo, clip_hi), angle)
+    body = _view_body(view, row, storage, query)
     stem = f"{row.record_name}-{view}"
     disposition = {"Content-Disposition": f'attachment; filename="{stem}.{format}"'}
     if format == "json":
