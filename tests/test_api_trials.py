@@ -332,3 +332,33 @@ def test_a_page_without_histories_is_read_once_per_status_cache_and_one_with_the
     assert api.client.get(f"{SWEEPS}/0000/trials", params=params, headers=api.auth("bob")).status_code == 404
     assert api.client.get(url, params=params).status_code == 401
     storage.engine.dispose()
+
+
+def test_a_just_stale_page_is_answered_at_once_and_renewed_behind(make_api, tmp_path):
+    import time
+
+    ttl = 0.5
+    api = make_api(f"sqlite:///{tmp_path / 'optuna.db'}", status_cache_s=ttl)
+    sweep = api.client.post(SWEEPS, json=FACETED, headers=api.auth("alice")).json()
+    spec = SweepSpec.model_validate(FACETED)
+    storage = make_storage(api.settings.storage)
+    record_like_workers(storage, sweep["record_name"], spec)
+    url, params = f"{SWEEPS}/{sweep['id']}/trials", {"variant": "sgd", "facet": "schedule=constant", "limit": 4}
+    get = lambda: api.client.get(url, params=params, headers=api.auth("bob")).json()  # noqa: E731
+    states = lambda body: {item["number"]: item["state"] for item in body["items"]}  # noqa: E731
+    first = get()
+    running = next(number for number, state in states(first).items() if state == "RUNNING")
+    study = open_study(storage, sweep["record_name"], "sgd", spec.studies()[0][1])
+    finish_trial(study, running, {"test_error": 0.5, "test_loss": 1.0}, objective=spec.metric)
+    time.sleep(ttl * 1.2)  # stale, but less than 2 ttl old
+    assert get() == first, "the previous answer, at once, while it is read again"
+    deadline = time.monotonic() + 10
+    while states(get())[running] != "COMPLETE":  # the renewal lands without a request waiting for it
+        assert time.monotonic() < deadline, "the stale page was never renewed"
+        time.sleep(0.05)
+    total = get()["total"]
+    cell = spec.cells("sgd")[0]
+    enqueue_cells(study, [cell.__class__(cell.y, cell.x, 7, cell.axes)], epochs_budget=spec.epochs)
+    time.sleep(ttl * 2.5)  # long unasked: too old to give, so read before answering
+    assert get()["total"] == total + 1
+    storage.engine.dispose()

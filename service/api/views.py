@@ -11,6 +11,7 @@ per-epoch ``history`` spliced in as the text Optuna stored where that is already
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator
@@ -115,9 +116,9 @@ class StatusReads:
     key of its query), reused for `ttl` seconds, one read per key at once.
 
     Fifty clients polling a sweep cost one read (a database slot, a thread, the row, the record's summary, the
-    JSON) per `ttl`; a request that finds a fresh answer awaits nothing. The timings in it (elapsed, ETA) are of
-    the read, like its counts. A read that fails (404, an unreachable database) fails the requests that waited
-    for it too, and is not kept.
+    JSON) per `ttl`; a request that finds a fresh answer (or a just stale one, being renewed) awaits nothing. The
+    timings in it (elapsed, ETA) are of the read, like its counts. A read that fails (404, an unreachable
+    database) fails the requests that waited for it too, and is not kept.
     """
 
     _MAX_ENTRIES = 1024
@@ -126,6 +127,7 @@ class StatusReads:
     def __init__(self) -> None:
         self._fresh: dict[str, tuple[float, Status]] = {}
         self._reading: dict[str, _Reading] = {}
+        self._renewing: set[asyncio.Task[None]] = set()
 
     @classmethod
     def of(cls, state: ServiceState) -> StatusReads:
@@ -139,31 +141,39 @@ class StatusReads:
             reads = by_state[state] = cls()
         return reads
 
-    async def get(self, sweep_id: str, ttl: float, read: Callable[[], Status],
+    async def get(self, key: str, ttl: float, read: Callable[[], Status],
                   slot: Callable[[], AbstractAsyncContextManager[Any]]) -> Status:
-        """`read()` (run in a worker thread while holding a `slot()`), or its answer of less than `ttl` s ago; while
-        another request reads it again, the previous answer if it is less than 2 `ttl` old (so the clients of a
-        popular key wait for one read per `ttl` between them, not each in turn)."""
+        """`read()` (run in a worker thread while holding a `slot()`), or its answer of less than `ttl` s ago.
+
+        An answer between `ttl` and 2 `ttl` old is still given at once, while one read in the background renews it:
+        the clients of a popular key never wait for its reads, and what they get is at most about 2 `ttl` old.
+        """
         if ttl <= 0:
             async with slot():
                 return await anyio.to_thread.run_sync(read)
         while True:
-            hit = self._fresh.get(sweep_id)
+            hit = self._fresh.get(key)
             now = time.monotonic()
             if hit is not None and hit[0] > now:
                 return hit[1]
-            pending = self._reading.get(sweep_id)
+            pending = self._reading.get(key)
+            if hit is not None and hit[0] + ttl > now:
+                if pending is None:
+                    self._renew(key, ttl, read, slot)
+                return hit[1]
             if pending is None:
                 break
-            if hit is not None and hit[0] + ttl > now:
-                return hit[1]
             await pending.done.wait()
             if pending.error is not None:
                 raise pending.error
             if pending.answer is not None:
                 return pending.answer
             # The reader was cancelled: read again.
-        pending = self._reading[sweep_id] = _Reading()
+        pending = self._reading[key] = _Reading()
+        return await self._read(key, ttl, read, slot, pending)
+
+    async def _read(self, key: str, ttl: float, read: Callable[[], Status],
+                    slot: Callable[[], AbstractAsyncContextManager[Any]], pending: _Reading) -> Status:
         try:
             async with slot():
                 pending.answer = await anyio.to_thread.run_sync(read)
@@ -171,13 +181,27 @@ class StatusReads:
             pending.error = exc
             raise
         finally:
-            del self._reading[sweep_id]
+            del self._reading[key]
             pending.done.set()
         now = time.monotonic()
         if len(self._fresh) >= self._MAX_ENTRIES:
-            self._fresh = {key: value for key, value in self._fresh.items() if value[0] > now}
-        self._fresh[sweep_id] = (now + ttl, pending.answer)
+            self._fresh = {k: value for k, value in self._fresh.items() if value[0] + ttl > now}
+        self._fresh[key] = (now + ttl, pending.answer)
         return pending.answer
+
+    def _renew(self, key: str, ttl: float, read: Callable[[], Status],
+               slot: Callable[[], AbstractAsyncContextManager[Any]]) -> None:
+        pending = self._reading[key] = _Reading()  # now, so that no other request starts a second read
+
+        async def renew() -> None:
+            try:
+                await self._read(key, ttl, read, slot, pending)
+            except Exception:  # noqa: BLE001 - the next request reads in its own time, and gets the error
+                self._fresh.pop(key, None)
+
+        task = asyncio.get_running_loop().create_task(renew())
+        self._renewing.add(task)  # a reference, or the loop may drop the task half-way
+        task.add_done_callback(self._renewing.discard)
 
 
 _TRIAL_JSON = TypeAdapter(TrialOut)
