@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import pytest
 from optuna.trial import TrialState
+from processes import kill_session, log_tail, session_members
 from waiting import wait_until
 
 from hpscape.landscapes import SweepSpec
@@ -58,33 +59,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _session_members(sid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getsid(int(entry.name)) == sid:
-                    members.append(int(entry.name))
-            except (ProcessLookupError, PermissionError):
-                continue
-    return members
-
-
-def _kill_session(sid: int, sig: int = signal.SIGKILL) -> None:
-    for pid in _session_members(sid):
-        try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return f"--- {path.name} ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return f"--- {path.name}: not written ---"
-
-
 @dataclass
 class RayNode:
     """`ray start --block` in a session of its own: stopping the session stops the whole node."""
@@ -95,7 +69,7 @@ class RayNode:
     log: Path
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        _kill_session(self.process.pid, sig)
+        kill_session(self.process.pid, sig)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -178,8 +152,8 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
                                             "--include-dashboard=false"], {**env, "HPSCAPE_HEAD_CPUS": "1"}, tmp_path)
         nodes.append(head)
         wait_until("the Ray head to start", lambda: "Ray runtime started" in head.log.read_text(errors="replace")
-                   or head.process.poll() is not None, 90, interval=0.2, context=lambda: _tail(head.log))
-        assert head.process.poll() is None, _tail(head.log)
+                   or head.process.poll() is not None, 90, interval=0.2, context=lambda: log_tail(head.log))
+        assert head.process.poll() is None, log_tail(head.log)
         node2 = _start_node("node2", "worker", [f"--node-ip-address={NODE2_IP}", "--num-gpus=0",
                                                  '--resources={"node2": 1}'],
                             {**env, "HPSCAPE_RAY_HEAD": address, "HPSCAPE_WORKER_CPUS": "1"}, tmp_path)
@@ -187,7 +161,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         cluster = Cluster(address, env, head, node2)
         listed = wait_until("both nodes to join", lambda: [n for n in cluster.nodes() if n["alive"]]
                             if len([n for n in cluster.nodes() if n["alive"]]) == 2 else None, 90, interval=1.0,
-                            context=lambda: _tail(head.log) + "\n" + _tail(node2.log))
+                            context=lambda: log_tail(head.log) + "\n" + log_tail(node2.log))
         by_ip = {n["ip"]: n for n in listed}
         assert set(by_ip) == {HEAD_IP, NODE2_IP}, f"nodes should listen on loopback only: {by_ip}"
         assert by_ip[NODE2_IP]["resources"].get("node2") == 1.0
@@ -211,9 +185,9 @@ class Controller:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
 
     def logs(self, sweep_id: str | None = None) -> str:
-        text = _tail(self.log)
+        text = log_tail(self.log)
         if sweep_id:
-            text += "\n" + _tail(self.runs_dir / "drivers" / f"{sweep_id}.log", 80)
+            text += "\n" + log_tail(self.runs_dir / "drivers" / f"{sweep_id}.log", 80)
         return text
 
 
@@ -270,11 +244,11 @@ def controller(postgres_url: str, cluster: Cluster, tmp_path: Path) -> Iterator[
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            _kill_session(process.pid)
+            kill_session(process.pid)
             process.wait(timeout=10)
         for sweep_id in ctl.started:
             for pid in _driver_pids(sweep_id):
-                _kill_session(os.getsid(pid))
+                kill_session(os.getsid(pid))
 
 
 def _trials(storage_url: str, record_name: str, variant: str) -> list:
@@ -320,7 +294,7 @@ def test_sweep_survives_losing_a_node(postgres_url: str, cluster: Cluster, contr
         variant, trial = wait_until("a trial training on the second node", victim, 180, interval=0.1,
                                     context=lambda: controller.logs(sweep_id))
         pid = int(trial.user_attrs[Attr.WORKER].rsplit(":", 1)[1])
-        assert pid in _session_members(cluster.node2.process.pid), "the worker training it belongs to node2"
+        assert pid in session_members(cluster.node2.process.pid), "the worker training it belongs to node2"
         epochs_at_kill = trial.user_attrs[Attr.EPOCHS_DONE]
         cluster.node2.kill()  # the machine is gone: raylet, agents and its workers at once
         killed_at = time.monotonic()

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from optuna.trial import TrialState
 from pgserver import OwnPostgres
+from processes import kill_session, log_tail
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError
 from waiting import wait_until
@@ -111,23 +112,6 @@ def test_a_statement_error_is_not_retried(own_postgres):
 
 
 # --- a whole sweep, through the controller ---------------------------------------------------------------------------
-def _kill_session(sid: int) -> None:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getsid(int(entry.name)) == sid:
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                continue
-
-
-def _tail(path: Path, lines: int = 60) -> str:
-    try:
-        return f"--- {path.name} ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return f"--- {path.name}: not written ---"
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -170,7 +154,7 @@ def test_a_sweep_and_its_controller_ride_out_their_database_being_killed(own_pos
 
     def logs() -> str:
         driver_log = runs / "drivers" / f"{sweep_id}.log"
-        return _tail(controller_log) + ("\n" + _tail(driver_log, 120) if sweep_id else "")
+        return log_tail(controller_log, 60) + ("\n" + log_tail(driver_log, 120) if sweep_id else "")
 
     try:
         def healthy() -> bool:
@@ -238,11 +222,11 @@ def test_a_sweep_and_its_controller_ride_out_their_database_being_killed(own_pos
         try:
             controller.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            _kill_session(controller.pid)
+            kill_session(controller.pid)
             controller.wait(timeout=10)
         if sweep_id is not None:
             for session in _driver_sessions(sweep_id):  # the driver and the Ray it started, after a failure
-                _kill_session(session)
+                kill_session(session)
         storage.engine.dispose()
 
     engine = make_engine(own_postgres.url, pool_size=1)

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 from optuna.trial import TrialState
 from pgserver import OwnPostgres
+from processes import kill_session, log_tail
 from waiting import wait_until
 
 from hpscape.landscapes import SweepSpec
@@ -120,23 +121,6 @@ def namespaces() -> Iterator[Namespaces]:
             _ip("netns", "del", name, check=False)  # takes the veth pair with it
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return f"--- {path.name} ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return f"--- {path.name}: not written ---"
-
-
-def _session_kill(sid: int) -> None:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getsid(int(entry.name)) == sid:
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                continue
-
-
 @dataclass
 class Node:
     process: subprocess.Popen
@@ -150,7 +134,7 @@ class Node:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
-        _session_kill(self.process.pid)
+        kill_session(self.process.pid)
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(timeout=10)
@@ -209,14 +193,14 @@ def test_a_trial_moves_off_a_node_whose_network_is_cut(namespaces: Namespaces, t
                            {**env, "HPSCAPE_HEAD_CPUS": "1"}, tmp_path)
         nodes.append(head)
         wait_until("the Ray head to start", lambda: "Ray runtime started" in head.log.read_text(errors="replace")
-                   or head.process.poll() is not None, 120, interval=0.5, context=lambda: _tail(head.log))
-        assert head.process.poll() is None, _tail(head.log)
+                   or head.process.poll() is not None, 120, interval=0.5, context=lambda: log_tail(head.log))
+        assert head.process.poll() is None, log_tail(head.log)
         worker = _start_node(namespaces.worker, "worker", [f"--node-ip-address={WORKER_IP}", "--num-gpus=0"],
                              {**env, "HPSCAPE_RAY_HEAD": f"{HEAD_IP}:{RAY_PORT}", "HPSCAPE_WORKER_CPUS": "1"}, tmp_path)
         nodes.append(worker)
         listed = wait_until("both nodes to join", lambda: (lambda alive: alive if len(alive) == 2 else None)(
             [n for n in _nodes(namespaces.head, env) if n["alive"]]), 120, interval=1.0,
-            context=lambda: _tail(head.log) + "\n" + _tail(worker.log))
+            context=lambda: log_tail(head.log) + "\n" + log_tail(worker.log))
         by_ip = {n["ip"]: n["id"] for n in listed}
         assert set(by_ip) == {HEAD_IP, WORKER_IP}, by_ip
         head_id, worker_id = by_ip[HEAD_IP], by_ip[WORKER_IP]
@@ -238,7 +222,7 @@ def test_a_trial_moves_off_a_node_whose_network_is_cut(namespaces: Namespaces, t
         storage = make_storage(db.socket_url)
 
         def context() -> str:
-            return "\n".join([_tail(driver_log, 80), _tail(head.log), _tail(worker.log)])
+            return "\n".join([log_tail(driver_log, 80), log_tail(head.log), log_tail(worker.log)])
 
         def trials() -> list:
             try:
@@ -298,7 +282,7 @@ def test_a_trial_moves_off_a_node_whose_network_is_cut(namespaces: Namespaces, t
             driver.kill()
             driver.wait(timeout=10)
         if driver is not None:
-            _session_kill(driver.pid)
+            kill_session(driver.pid)
         for node in reversed(nodes):
             node.stop()
         db.close()
