@@ -17,7 +17,7 @@ from hpscape.landscapes import CouplingMetrics, Landscape
 from hpscape.landscapes.variants import variant_label
 
 from .format import coupling_text, format_value
-from .layout import colour_axis, panel_axes, title_annotation, zero_separators
+from .layout import colour_axis, panel_axes, panels_figure, title_annotation, zero_separators
 from .traces import panel_traces
 
 __all__ = ["facet_figure", "facet_grid"]
@@ -86,26 +86,8 @@ def facet_figure(
                 label += " ★"
             metrics = (coupling or {}).get(key)
             annotations.append(title_annotation(columns[c], top, label, coupling_text(metrics) if metrics else ""))
-    layout: dict[str, Any] = {
-        "height": height,
-        "margin": {"t": top_px, "b": _BOTTOM, "l": 72, "r": 110},
-        "plot_bgcolor": "#e9e9e9",
-        "paper_bgcolor": "white",
-        "font": {"family": "Helvetica, Arial, sans-serif", "size": 12},
-        "hovermode": "closest",
-        "hoverlabel": {"align": "left"},
-        "showlegend": True,
-        "legend": {"orientation": "h", "x": 0.0, "y": 1.0, "yanchor": "bottom", "yref": "paper", "xanchor": "left",
-                   "font": {"size": 11}},
-        "annotations": annotations,
-        "shapes": shapes,
-        "coloraxis": {**colour_axis(metric, clip, 1.0 + 0.015)},
-        **axes,
-    }
-    layout["coloraxis"]["colorbar"]["len"] = 0.9
-    if title:
-        layout["title"] = {"text": title, "xref": "paper", "x": 0.0, "xanchor": "left", "yref": "container",
-                           "y": 1.0 - 6 / height, "yanchor": "top", "font": {"size": 16}}
-    if width:
-        layout["width"] = width
-    return {"data": data, "layout": layout}
+    colour = colour_axis(metric, clip, 1.0 + 0.015)
+    colour["colorbar"]["len"] = 0.9
+    return panels_figure(data, height=height, top_px=top_px, bottom_px=_BOTTOM, right_px=110,
+                         annotations=annotations, shapes=shapes, axes=axes, colour_axes={"coloraxis": colour},
+                         title=title, width=width)

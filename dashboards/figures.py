@@ -19,7 +19,7 @@ from hpscape.landscapes import CouplingMetrics, Landscape
 from hpscape.landscapes.variants import variant_label
 
 from .format import coupling_text, format_value, is_error_metric, metric_label
-from .layout import colour_axis, panel_axes, title_annotation, zero_separators
+from .layout import colour_axis, panel_axes, panels_figure, title_annotation, zero_separators
 from .rows import difference, figure_rows
 from .traces import diff_trace, panel_name, panel_traces
 
@@ -100,29 +100,11 @@ def sweep_figure(
         shapes.extend(zero_separators(k, diff["y"], diff["x"]))
         annotations.append(_diff_title(_COLUMNS[2], top, left, right, diff["diff"].size == 0))
 
-    layout: dict[str, Any] = {
-        "height": height,
-        "margin": {"t": top_px, "b": _BOTTOM, "l": 72, "r": 120},
-        "plot_bgcolor": "#e9e9e9",
-        "paper_bgcolor": "white",
-        "font": {"family": "Helvetica, Arial, sans-serif", "size": 12},
-        "hovermode": "closest",
-        "hoverlabel": {"align": "left"},
-        "showlegend": True,
-        "legend": {"orientation": "h", "x": 0.0, "y": 1.0, "yanchor": "bottom", "yref": "paper",
-                   "xanchor": "left", "font": {"size": 11}},
-        "annotations": annotations,
-        "shapes": shapes,
-        "coloraxis": colour_axis(metric, clip, bar_x),
-        "coloraxis2": _diff_axis(metric, clip, [d["diff"] for d in diffs.values()], bar_x),
-        **axes,
-    }
-    if title:
-        layout["title"] = {"text": title, "xref": "paper", "x": 0.0, "xanchor": "left", "yref": "container",
-                           "y": 1.0 - 6 / height, "yanchor": "top", "font": {"size": 16}}
-    if width:
-        layout["width"] = width
-    return {"data": data, "layout": layout}
+    colour_axes = {"coloraxis": colour_axis(metric, clip, bar_x),
+                   "coloraxis2": _diff_axis(metric, clip, [d["diff"] for d in diffs.values()], bar_x)}
+    return panels_figure(data, height=height, top_px=top_px, bottom_px=_BOTTOM, right_px=120,
+                         annotations=annotations, shapes=shapes, axes=axes, colour_axes=colour_axes, title=title,
+                         width=width)
 
 
 def _facet_suffix(landscape: Landscape) -> str:

@@ -104,3 +104,31 @@ def colour_axis(metric: str, clip: tuple[float, float] | None, bar_x: float) -> 
     if clip is not None:
         axis["cmin"], axis["cmax"] = float(clip[0]), float(clip[1])
     return axis
+
+
+def panels_figure(data: list[dict[str, Any]], *, height: int, top_px: int, bottom_px: int, right_px: int,
+                  annotations: list[dict[str, Any]], shapes: list[dict[str, Any]], axes: dict[str, Any],
+                  colour_axes: dict[str, Any], title: str | None, width: int | None) -> dict[str, Any]:
+    """A figure of heatmap panels (the sweep figure, the facet view): one look for both."""
+    layout: dict[str, Any] = {
+        "height": height,
+        "margin": {"t": top_px, "b": bottom_px, "l": 72, "r": right_px},
+        "plot_bgcolor": "#e9e9e9",
+        "paper_bgcolor": "white",
+        "font": {"family": "Helvetica, Arial, sans-serif", "size": 12},
+        "hovermode": "closest",
+        "hoverlabel": {"align": "left"},
+        "showlegend": True,
+        "legend": {"orientation": "h", "x": 0.0, "y": 1.0, "yanchor": "bottom", "yref": "paper",
+                   "xanchor": "left", "font": {"size": 11}},
+        "annotations": annotations,
+        "shapes": shapes,
+        **colour_axes,
+        **axes,
+    }
+    if title:
+        layout["title"] = {"text": title, "xref": "paper", "x": 0.0, "xanchor": "left", "yref": "container",
+                           "y": 1.0 - 6 / height, "yanchor": "top", "font": {"size": 16}}
+    if width:
+        layout["width"] = width
+    return {"data": data, "layout": layout}
