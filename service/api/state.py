@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
@@ -23,7 +23,7 @@ from optuna.storages import BaseStorage
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from hpscape.service.api.trial_pages import FinishedTrialJson
+from hpscape.landscapes.lru import LRU
 from hpscape.service.auth import seed_admin_token
 from hpscape.service.db import make_engine, make_session_factory, upgrade
 from hpscape.service.queue import Dispatcher, Launcher, SubprocessLauncher
@@ -44,6 +44,19 @@ RECORDED_SCAN_S = 10.0
 # Per event loop (anyio's primitives belong to one): each app's request slots and health threads.
 _SLOTS: RunVar[WeakKeyDictionary[ServiceState, anyio.Semaphore]] = RunVar("hpscape_db_slots")
 _HEALTH_LIMITERS: RunVar[WeakKeyDictionary[ServiceState, anyio.CapacityLimiter]] = RunVar("hpscape_health_threads")
+
+
+def loop_local(var: RunVar[WeakKeyDictionary[ServiceState, T]], state: ServiceState, make: Callable[[], T]) -> T:
+    """`state`'s value in `var` for the running event loop, made by `make()` the first time there (anyio's
+    primitives belong to one loop, and tests serve an app from more than one)."""
+    by_state = var.get(None)
+    if by_state is None:
+        by_state = WeakKeyDictionary()
+        var.set(by_state)
+    value = by_state.get(state)
+    if value is None:
+        value = by_state[state] = make()
+    return value
 
 
 class _TTLCache:
@@ -103,7 +116,9 @@ class ServiceState:
         self.database_key = self.engine.url.render_as_string(hide_password=True)
         self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
         self.cache = _TTLCache()
-        self.trial_json = FinishedTrialJson()  # finished trials' TrialOut text, for /trials
+        # Finished trials' TrialOut text (without history) for /trials, by (record, study key, number, finished at):
+        # Optuna never changes a finished trial, and validating and writing it was most of a page's cost.
+        self.trial_json: LRU[Hashable, bytes] = LRU(200_000, max_weight=32 * 2**20, weight=len)
         self._optuna: BaseStorage | None = None
         self._lock = threading.Lock()
         self._ready = False
@@ -135,26 +150,12 @@ class ServiceState:
     @asynccontextmanager
     async def db_slot(self) -> AsyncIterator[None]:
         """One of the `db_pool_size` slots of requests that use the database; waits (asynchronously) for one."""
-        slots = _SLOTS.get(None)
-        if slots is None:
-            slots = WeakKeyDictionary()
-            _SLOTS.set(slots)
-        semaphore = slots.get(self)
-        if semaphore is None:
-            semaphore = slots[self] = anyio.Semaphore(self.settings.db_pool_size)
-        async with semaphore:
+        async with loop_local(_SLOTS, self, lambda: anyio.Semaphore(self.settings.db_pool_size)):
             yield
 
     def health_limiter(self) -> anyio.CapacityLimiter:
         """The threads /healthz probes in (not the request threads, which may all be busy)."""
-        limiters = _HEALTH_LIMITERS.get(None)
-        if limiters is None:
-            limiters = WeakKeyDictionary()
-            _HEALTH_LIMITERS.set(limiters)
-        limiter = limiters.get(self)
-        if limiter is None:
-            limiter = limiters[self] = anyio.CapacityLimiter(HEALTH_THREADS)
-        return limiter
+        return loop_local(_HEALTH_LIMITERS, self, lambda: anyio.CapacityLimiter(HEALTH_THREADS))
 
     def ensure_ready(self) -> None:
         if self._ready:

@@ -27,11 +27,11 @@ from pydantic import TypeAdapter
 from sqlalchemy import Row
 
 from hpscape.landscapes import SweepSpec
+from hpscape.landscapes.lru import LRU
 from hpscape.landscapes.record import Attr
 from hpscape.landscapes.record.pages import TrialRecord
 from hpscape.service.api.schemas import SweepDetail, SweepOut, SweepProgress, SweepTimings, TrialOut
-from hpscape.service.api.state import ServiceState
-from hpscape.service.api.trial_pages import FinishedTrialJson
+from hpscape.service.api.state import ServiceState, loop_local
 from hpscape.service.db.models import SweepRow, utcnow
 from hpscape.service.progress import EXPORT_PAGE, iter_sweep_trials, raw_history, summarize, trial_row
 
@@ -132,14 +132,7 @@ class StatusReads:
     @classmethod
     def of(cls, state: ServiceState) -> StatusReads:
         """The app's (in the running event loop: anyio's events belong to one)."""
-        by_state = cls._BY_STATE.get(None)
-        if by_state is None:
-            by_state = WeakKeyDictionary()
-            cls._BY_STATE.set(by_state)
-        reads = by_state.get(state)
-        if reads is None:
-            reads = by_state[state] = cls()
-        return reads
+        return loop_local(cls._BY_STATE, state, cls)
 
     async def get(self, key: str, ttl: float, read: Callable[[], Status],
                   slot: Callable[[], AbstractAsyncContextManager[Any]]) -> Status:
@@ -205,7 +198,7 @@ class StatusReads:
 
 
 _TRIAL_JSON = TypeAdapter(TrialOut)
-# The key a trial's JSON is kept under in a FinishedTrialJson, or None: written every time.
+# The key a trial's JSON is kept under in a cache of them, or None: written every time.
 KeptAs = Callable[[str, TrialRecord], Hashable | None]
 _NULL_HISTORY = b'"history":null}'
 
@@ -221,19 +214,23 @@ def trial_json(key: str, trial: TrialRecord) -> bytes:
 
 
 def _trials_json(items: Iterable[tuple[str, TrialRecord]], kept: KeptAs | None = None,
-                 cache: FinishedTrialJson | None = None) -> bytes:
+                 cache: LRU[Hashable, bytes] | None = None) -> bytes:
     parts = []
     for key, trial in items:
         cache_key = None if kept is None or cache is None else kept(key, trial)
         if cache_key is None:
             parts.append(trial_json(key, trial))
         else:
-            parts.append(cache.get_or_write(cache_key, lambda key=key, trial=trial: trial_json(key, trial)))
+            text = cache.get(cache_key)
+            if text is None:
+                text = trial_json(key, trial)
+                cache.put(cache_key, text)
+            parts.append(text)
     return b",".join(parts)
 
 
 def trial_list_json(items: Iterable[tuple[str, TrialRecord]], *, total: int, limit: int, offset: int,
-                    kept: KeptAs | None = None, cache: FinishedTrialJson | None = None) -> bytes:
+                    kept: KeptAs | None = None, cache: LRU[Hashable, bytes] | None = None) -> bytes:
     """A `TrialList` document; a trial `kept` gives a key for is written once into `cache` and reused."""
     tail = f'],"total":{int(total)},"limit":{int(limit)},"offset":{int(offset)}}}'.encode()
     return b"".join((b'{"items":[', _trials_json(items, kept, cache), tail))

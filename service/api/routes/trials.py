@@ -53,7 +53,7 @@ async def get_trials(
     """A sweep's trials (variant order, then trial number): parameters, state, metrics, epochs, errors, and with
     `history=true` the per-epoch history. Finished trials (Optuna never changes them) are kept in memory without
     their history, as records and as JSON; and like a status, a page without histories is read once per
-    HPSCAPE_STATUS_CACHE_S for every client asking for it (so it may be that old)."""
+    HPSCAPE_STATUS_CACHE_S for every client asking for it (so it may be up to about twice that old)."""
 
     def read() -> bytes:
         with service.sessions() as session:
